@@ -1,0 +1,237 @@
+"""Typed, validated configuration for every biasloop run.
+
+All configs are frozen pydantic models with keyword-only construction and
+``extra="forbid"``: an unknown key, a wrong type or an out-of-range value is
+rejected before any work starts. The same objects come from YAML
+(:func:`biasloop.config.load_config`), from CLI overrides (``model.name=tiny-random``)
+and from Python::
+
+    >>> from biasloop.config import ExperimentConfig
+    >>> cfg = ExperimentConfig(name="demo", model={"name": "tiny-random"})
+    >>> cfg.model.name
+    'tiny-random'
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class Section(BaseModel):
+    """Base for every config section: frozen, keyword-only, unknown keys rejected."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class ModelConfig(Section):
+    """Which causal LM to load and how."""
+
+    name: str = Field(
+        "smollm2-135m-instruct",
+        description="`smollm2-135m-instruct` (embedded default), `tiny-random` (tests), "
+        "or any Hugging Face causal LM by hub name or local path.",
+    )
+    revision: str | None = Field(None, description="Hub revision (branch, tag or commit).")
+    dtype: Literal["float32", "bfloat16"] = Field(
+        "float32", description="Weights and compute dtype."
+    )
+    trust_remote_code: bool = Field(
+        False, description="Allow model code from the hub to run. Off unless set here."
+    )
+    chat_template: bool = Field(
+        True, description="Wrap prompts in the tokenizer's chat template when it has one."
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name_not_empty(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must be a model name or path, not empty")
+        return value
+
+
+class GenerationConfig(Section):
+    """Sampling parameters for every generation call."""
+
+    max_new_tokens: int = Field(48, ge=1, le=4096, description="Tokens generated per response.")
+    temperature: float = Field(
+        0.8, ge=0.0, le=5.0, description="Sampling temperature; 0 means greedy decoding."
+    )
+    top_p: float = Field(0.95, gt=0.0, le=1.0, description="Nucleus sampling mass.")
+    batch_size: int = Field(32, ge=1, le=4096, description="Prompts per forward batch.")
+
+
+class TrainingConfig(Section):
+    """Fine-tuning of each generation's model."""
+
+    method: Literal["lora", "full"] = Field("lora", description="LoRA adapters or full weights.")
+    learning_rate: float = Field(2e-4, gt=0.0, le=1.0)
+    epochs: int = Field(1, ge=1, le=100)
+    batch_size: int = Field(8, ge=1, le=1024)
+    max_length: int = Field(128, ge=8, le=8192, description="Prompt + response tokens kept.")
+    lora_r: int = Field(8, ge=1, le=1024)
+    lora_alpha: int = Field(16, ge=1, le=4096)
+    lora_dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    lora_target_modules: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"],
+        description="Module names that get LoRA adapters.",
+    )
+    weight_decay: float = Field(0.0, ge=0.0, le=1.0)
+    max_grad_norm: float = Field(1.0, gt=0.0)
+
+
+class TaskConfig(Section):
+    """The task: groups, query pools, reference data, quality and attribute."""
+
+    name: str = Field("preference", description="Registered task name: news, math, preference.")
+    source: Literal["packaged", "hf"] = Field(
+        "packaged", description="`packaged` ships with biasloop; `hf` loads a dataset."
+    )
+    hf_dataset: str | None = Field(
+        None, description="Dataset name or local path (JSONL/CSV/Parquet) when source is `hf`."
+    )
+    eval_queries_per_group: int = Field(
+        32, ge=1, le=100000, description="Fixed, balanced evaluation queries per group."
+    )
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="Task-specific options, validated by the task."
+    )
+
+    @model_validator(mode="after")
+    def _hf_needs_dataset(self) -> TaskConfig:
+        if self.source == "hf" and not self.hf_dataset:
+            raise ValueError("task.hf_dataset is required when task.source is 'hf'")
+        return self
+
+
+class LoopConfig(Section):
+    """The self-consuming loop (SPEC section 2)."""
+
+    type: Literal["retrain", "incremental"] = Field(
+        "retrain",
+        description="`retrain`: M_{t+1} = Train(M_0, D_{t+1}); "
+        "`incremental`: M_{t+1} = Train(M_t, D_{t+1}).",
+    )
+    generations: int = Field(3, ge=1, le=1000, description="Number of generations T.")
+    queries_per_generation: int = Field(
+        64, ge=1, le=10_000_000, description="Queries n served each generation."
+    )
+    synthetic_fraction: float = Field(
+        1.0, ge=0.0, le=1.0, description="Share λ of the training set that is synthetic."
+    )
+    data_policy: Literal["replace", "accumulate"] = Field(
+        "replace", description="`replace`: only S_t; `accumulate`: S_0 ∪ … ∪ S_t."
+    )
+    initial_shares: dict[str, float] | None = Field(
+        None, description="Initial group shares p_0(g); uniform when omitted."
+    )
+
+    @field_validator("initial_shares")
+    @classmethod
+    def _shares_valid(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        if value is None:
+            return value
+        if any(v < 0 for v in value.values()):
+            raise ValueError(f"shares must be >= 0, got {value}")
+        if sum(value.values()) <= 0:
+            raise ValueError(f"shares must sum to a positive number, got {value}")
+        return value
+
+
+class FeedbackConfig(Section):
+    """How group shares respond to service quality (SPEC section 2)."""
+
+    rule: str = Field("static", description="Registered rule: static, retention, exponential.")
+    alpha: float = Field(0.5, description="Retention: ν(q) = clip(α + β·q, 0, 1).")
+    beta: float = Field(0.5, description="Retention: slope of ν in quality.")
+    arrivals: float = Field(
+        0.0, ge=0.0, description="Retention: new users b_g per group each generation."
+    )
+    eta: float = Field(5.0, ge=0.0, description="Exponential: step size η.")
+    min_share: float = Field(
+        0.0, ge=0.0, lt=0.5, description="Floor on any group's share (0 lets a group vanish)."
+    )
+
+
+class MitigationConfig(Section):
+    """How served candidates become the accepted synthetic set."""
+
+    name: str = Field(
+        "none",
+        description="Registered mitigation: none, reward_rejection, "
+        "balanced_reward_rejection, random_rejection, reweight.",
+    )
+    candidates: int = Field(1, ge=1, le=64, description="Candidates k drawn per query.")
+    threshold: float = Field(
+        0.5, ge=0.0, le=1.0, description="Reward τ a best candidate must reach."
+    )
+    on_reject: Literal["drop", "resample"] = Field(
+        "drop", description="What happens to a query whose best candidate misses τ."
+    )
+    max_resamples: int = Field(2, ge=0, le=20)
+    acceptance_rate: float | None = Field(
+        None, gt=0.0, le=1.0, description="random_rejection: fixed rate (else matched)."
+    )
+
+
+class MetricsConfig(Section):
+    """Confidence intervals and evaluation sizes."""
+
+    bootstrap_samples: int = Field(1000, ge=0, le=100_000)
+    confidence: float = Field(0.95, gt=0.5, lt=1.0)
+    perplexity_texts: int = Field(32, ge=0, le=100_000, description="Held-out real texts.")
+
+
+class RunConfig(Section):
+    """Run-level behaviour."""
+
+    progress: bool = Field(True, description="Show progress bars.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class ExperimentConfig(Section):
+    """A whole experiment: one or more conditions sharing model, task and seed."""
+
+    name: str = Field("experiment", description="Run name, used in the run directory name.")
+    study: Literal["scpl"] = Field("scpl", description="Which study the run performs.")
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+    model: ModelConfig = ModelConfig()
+    generation: GenerationConfig = GenerationConfig()
+    training: TrainingConfig = TrainingConfig()
+    task: TaskConfig = TaskConfig()
+    loop: LoopConfig = LoopConfig()
+    feedback: FeedbackConfig = FeedbackConfig()
+    mitigation: MitigationConfig = MitigationConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    run: RunConfig = RunConfig()
+    conditions: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Named conditions, each a mapping of dotted overrides applied to this "
+        "config (e.g. `{static: {feedback.rule: static}}`); empty means one condition "
+        "called `main`.",
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, value: str) -> str:
+        import re
+
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", value):
+            raise ValueError(
+                "must be 1-64 letters, digits, '_', '-' or '.', starting with a letter or digit"
+            )
+        return value
+
+    @field_validator("conditions")
+    @classmethod
+    def _safe_condition_names(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        import re
+
+        for key in value:
+            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", key):
+                raise ValueError(
+                    f"condition name {key!r} must be 1-64 letters, digits, '_', '-' or '.'"
+                )
+        return value

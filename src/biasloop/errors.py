@@ -1,0 +1,29 @@
+"""User-facing errors.
+
+Every error a user can cause (a bad config, a bad data file, a bad CLI flag, a
+missing package) is a :class:`BiasloopError`. Its message is a single line that
+names the field or file, the value given and what would be valid; the CLI prints
+it without a traceback.
+"""
+
+from __future__ import annotations
+
+
+class BiasloopError(Exception):
+    """An error caused by user input, reported as one line without a traceback."""
+
+
+class ConfigError(BiasloopError):
+    """A configuration value is unknown, of the wrong type or out of range."""
+
+
+class DataError(BiasloopError):
+    """A data file is missing, malformed or inconsistent."""
+
+
+class RunStoreError(BiasloopError):
+    """A run directory is missing, inconsistent or cannot be written."""
+
+
+class MissingDependencyError(BiasloopError):
+    """An optional package needed for the requested feature is not installed."""
