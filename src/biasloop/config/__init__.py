@@ -25,3 +25,23 @@ __all__ = [
     "TaskConfig",
     "TrainingConfig",
 ]
+
+from biasloop.config.load import (  # noqa: E402
+    apply_overrides,
+    condition_names,
+    config_hash,
+    load_config,
+    read_yaml,
+    resolved_condition,
+    validate_config,
+)
+
+__all__ += [
+    "apply_overrides",
+    "condition_names",
+    "config_hash",
+    "load_config",
+    "read_yaml",
+    "resolved_condition",
+    "validate_config",
+]

@@ -196,7 +196,11 @@ class ExperimentConfig(Section):
 
     name: str = Field("experiment", description="Run name, used in the run directory name.")
     study: Literal["scpl"] = Field("scpl", description="Which study the run performs.")
-    seed: int = Field(0, ge=0, le=2**31 - 1)
+    seed: int = Field(0, ge=0, le=2**31 - 1, description="Base seed of the run.")
+    seeds: list[int] = Field(
+        default_factory=list,
+        description="Seeds to repeat every condition with; empty means just `seed`.",
+    )
     model: ModelConfig = ModelConfig()
     generation: GenerationConfig = GenerationConfig()
     training: TrainingConfig = TrainingConfig()
@@ -212,6 +216,20 @@ class ExperimentConfig(Section):
         "config (e.g. `{static: {feedback.rule: static}}`); empty means one condition "
         "called `main`.",
     )
+
+    @field_validator("seeds")
+    @classmethod
+    def _valid_seeds(cls, value: list[int]) -> list[int]:
+        if any(s < 0 or s > 2**31 - 1 for s in value):
+            raise ValueError("every seed must be between 0 and 2147483647")
+        if len(set(value)) != len(value):
+            raise ValueError("seeds must be distinct")
+        return value
+
+    @property
+    def run_seeds(self) -> list[int]:
+        """The seeds every condition runs with."""
+        return list(self.seeds) or [self.seed]
 
     @field_validator("name")
     @classmethod

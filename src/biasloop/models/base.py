@@ -11,6 +11,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -62,6 +63,12 @@ class ModelBackend(ABC):
         and top-p (greedy when temperature is 0). The same seed, prompts and config
         give the same responses on CPU.
         """
+
+    tokenizer: Any
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Number of tokens of each text without special tokens (for perplexity)."""
+        return [len(self.tokenizer(text, add_special_tokens=False)["input_ids"]) for text in texts]
 
     @abstractmethod
     def loglik(

@@ -1,0 +1,164 @@
+"""The ``biasloop`` command line (typer + rich).
+
+Every user error ends in one red line naming what is wrong, and exit code 2;
+tracebacks go to the run's ``run.log`` only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from biasloop.errors import BiasloopError
+
+app = typer.Typer(
+    help="Run, measure and mitigate social bias in LLM synthetic-data pipelines.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+config_app = typer.Typer(help="Check and print configs.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+console = Console()
+errors = Console(stderr=True)
+
+OVERRIDES_HELP = "Config overrides KEY.SUB=VALUE, e.g. model.name=tiny-random seed=3."
+
+
+def _fail(err: BaseException) -> typer.Exit:
+    errors.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+    return typer.Exit(code=2)
+
+
+@contextlib.contextmanager
+def _user_errors():
+    try:
+        yield
+    except BiasloopError as err:
+        raise _fail(err) from None
+
+
+def _progress(quiet: bool):
+    from biasloop.runner.progress import ProgressBars
+
+    return contextlib.nullcontext(None) if quiet else ProgressBars(console=errors)
+
+
+@app.command()
+def run(
+    config: Path = typer.Argument(..., help="Experiment config (YAML)."),
+    overrides: Optional[list[str]] = typer.Argument(None, help=OVERRIDES_HELP),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run directory (default runs/NAME-TIME)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or summary."),
+) -> None:
+    """Run an experiment and write its run directory."""
+    from biasloop.config import load_config
+    from biasloop.runner.experiment import start_run
+
+    with _user_errors():
+        cfg = load_config(config, overrides or [])
+        with _progress(quiet or not cfg.run.progress) as bars:
+            store = start_run(cfg, out=out, progress=bars)
+    if not quiet:
+        _print_summary(store.root)
+    console.print(f"run directory: {store.root}")
+
+
+@app.command()
+def resume(
+    run_dir: Path = typer.Argument(..., help="A run directory written by `biasloop run`."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or summary."),
+) -> None:
+    """Continue a stopped or killed run; finished steps are kept, none repeated."""
+    from biasloop.runner.experiment import resume_run
+
+    with _user_errors():
+        with _progress(quiet) as bars:
+            store = resume_run(run_dir, progress=bars)
+    if not quiet:
+        _print_summary(store.root)
+    console.print(f"run directory: {store.root}")
+
+
+@app.command("ls")
+def list_runs(directory: Path = typer.Argument(Path("runs"), help="Folder holding run directories.")) -> None:
+    """List runs with their status and final key metrics."""
+    from biasloop.runner.experiment import summarize_runs
+
+    if not directory.is_dir():
+        raise _fail(BiasloopError(f"{str(directory)!r} is not a folder"))
+    rows = summarize_runs(directory)
+    if not rows:
+        console.print(f"no runs in {directory}")
+        return
+    table = Table("run", "status", "quality", "disparate_bias", "preference_bias")
+    for row in rows:
+        cells = [f"{row[m]:.3f}" if isinstance(row.get(m), float) else "" for m in
+                 ("quality", "disparate_bias", "preference_bias")]
+        table.add_row(row["run"], str(row["status"]), *cells)
+    console.print(table)
+
+
+@config_app.command("validate")
+def config_validate(
+    config: Path = typer.Argument(..., help="Experiment config (YAML)."),
+    overrides: Optional[list[str]] = typer.Argument(None, help=OVERRIDES_HELP),
+) -> None:
+    """Check a config without running it."""
+    from biasloop.config import load_config
+    from biasloop.runner.experiment import check_plugins
+
+    with _user_errors():
+        check_plugins(load_config(config, overrides or []))
+    console.print(f"{config}: valid")
+
+
+@config_app.command("show")
+def config_show(
+    config: Path = typer.Argument(..., help="Experiment config (YAML)."),
+    overrides: Optional[list[str]] = typer.Argument(None, help=OVERRIDES_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of YAML."),
+) -> None:
+    """Print the resolved config: file + overrides + defaults."""
+    from biasloop.config import load_config
+
+    with _user_errors():
+        resolved = load_config(config, overrides or []).model_dump(mode="json")
+    text = json.dumps(resolved, indent=2) if as_json else yaml.safe_dump(resolved, sort_keys=False)
+    sys.stdout.write(text)
+
+
+def _print_summary(run_dir: Path) -> None:
+    import pandas as pd
+
+    path = run_dir / "metrics.parquet"
+    if not path.exists():
+        return
+    frame = pd.read_parquet(path)
+    overall = frame[frame["group"] == ""]
+    last = overall[overall["generation"] == overall["generation"].max()]
+    table = Table(title=f"final generation of {run_dir.name}", show_lines=False)
+    table.add_column("condition")
+    metrics = [m for m in ("quality", "disparate_bias", "preference_bias", "perplexity") if m in set(last["metric"])]
+    for metric in metrics:
+        table.add_column(metric, justify="right")
+    for condition, rows in last.groupby("condition", sort=False):
+        cells = []
+        for metric in metrics:
+            values = rows[rows["metric"] == metric]
+            cells.append(f"{values['value'].mean():.3f} [{values['ci_low'].mean():.3f}, {values['ci_high'].mean():.3f}]")
+        table.add_row(str(condition), *cells)
+    console.print(table)
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()

@@ -1,0 +1,396 @@
+"""The self-consuming performative loop (SPEC section 2), one condition and seed at a time.
+
+For each generation ``t = 0..T-1`` the loop runs
+serve → curate → evaluate → feedback → assemble → train, and after the last one
+it evaluates the final model ``M_T`` (reported as generation ``T``).
+
+Every step writes its output into ``gen-<t>/`` through the run store, and a step
+whose output exists is skipped, so a killed run resumes where it stopped.
+Generation is cut into chunks of ``generation.batch_size`` queries, each written
+as its own part file and seeded by ``derive_seed(seed, condition, t, step, chunk)``,
+so a resumed run draws exactly the samples an uninterrupted one would.
+
+Files of one generation::
+
+    state.json                 group shares p_t and population N_t (input)
+    served.jsonl               the n served queries
+    candidates/r<round>-<chunk>.jsonl   k candidates per query with group rewards
+    synthetic.jsonl            the accepted synthetic set S_t (Example records)
+    curation.json              acceptance rate per group
+    eval/<chunk>.jsonl         responses of M_t on E_g with their quality
+    metrics.parquet            this generation's metrics
+    train.jsonl                the training set D_{t+1}
+    model/                     M_{t+1} (adapter or weights, safetensors)
+    train.json                 training losses (written last: training is done)
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from biasloop.config.schema import ExperimentConfig
+from biasloop.loop.feedback import FEEDBACK_RULES, PopulationState
+from biasloop.metrics import scpl as metrics
+from biasloop.metrics.stats import bootstrap_ci
+from biasloop.mitigate import CURATIONS, THRESHOLDED, CandidateSet, CurationContext, acceptance_rates
+from biasloop.models.base import ModelBackend, TrainExample
+from biasloop.runner.store import RunStore, read_json, read_jsonl, write_json, write_jsonl, write_table
+from biasloop.seeding import derive_seed, rng
+from biasloop.tasks.base import Query, Task
+
+log = logging.getLogger("biasloop.loop")
+
+# A progress callback: (description, iterable, total) -> the same items, reported as they pass.
+Track = Callable[[str, Sequence[Any]], Iterator[Any]]
+
+
+def _no_progress(description: str, items: Sequence[Any]) -> Iterator[Any]:
+    return iter(items)
+
+
+def _chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def _query_record(query: Query) -> dict[str, Any]:
+    return {"id": query.id, "group": query.group, "prompt": query.prompt,
+            "reference": query.reference, "meta": query.meta}
+
+
+def _query_from(record: dict[str, Any]) -> Query:
+    return Query(id=record["id"], group=record["group"], prompt=record["prompt"],
+                 reference=record.get("reference"), meta=record.get("meta") or {})
+
+
+@dataclass
+class LoopRun:
+    """The loop for one condition and seed, resumable from its run-store folder."""
+
+    config: ExperimentConfig
+    condition: str
+    seed: int
+    store: RunStore
+    backend: ModelBackend
+    task: Task
+    track: Track = _no_progress
+
+    def __post_init__(self) -> None:
+        self.folder = self.store.path("conditions", self.condition, f"seed-{self.seed}")
+        self.groups = tuple(self.task.groups)
+        initial = self.config.loop.initial_shares
+        if initial is not None and set(initial) != set(self.groups):
+            from biasloop.errors import ConfigError
+
+            raise ConfigError(
+                f"loop.initial_shares has groups {sorted(initial)}; "
+                f"task {self.task.name!r} has groups {sorted(self.groups)}"
+            )
+        self.target_shares = (
+            PopulationState.from_shares(initial).shares if initial
+            else PopulationState.uniform(self.groups).shares
+        )
+        # The majority is the group with the largest initial share (the first on ties).
+        self.majority = max(self.groups, key=lambda g: self.target_shares[g])
+        self.loaded_generation: int | None = None
+
+    # ------------------------------------------------------------------ paths
+    def gen_dir(self, t: int) -> Path:
+        return self.folder / f"gen-{t:03d}"
+
+    # ------------------------------------------------------------------ model state
+    def use_model(self, t: int) -> None:
+        """Make the backend hold M_t: the base model for t = 0, else gen-(t-1)/model."""
+        if self.loaded_generation == t:
+            return
+        if t == 0:
+            self.backend.reset_to_base()
+        else:
+            self.backend.reset_to_base()
+            self.backend.load_trained(self.gen_dir(t - 1) / "model")
+        self.loaded_generation = t
+
+    # ------------------------------------------------------------------ the loop
+    def run(self) -> None:
+        generations = self.config.loop.generations
+        state_path = self.gen_dir(0) / "state.json"
+        if not state_path.exists():
+            shares = self.target_shares
+            write_json(state_path, {"shares": shares, "population": shares})
+        for t in range(generations):
+            log.info("condition %s seed %d: generation %d/%d", self.condition, self.seed, t + 1, generations)
+            served = self.serve(t)
+            candidates = self.generate_candidates(t, served)
+            accepted = self.curate(t, candidates)
+            evaluation = self.evaluate(t)
+            self.write_metrics(t, evaluation, curation=accepted)
+            self.feedback(t, evaluation)
+            self.train(t, self.assemble(t))
+        evaluation = self.evaluate(generations)
+        self.write_metrics(generations, evaluation, curation=None)
+
+    # ------------------------------------------------------------------ 1. serve
+    def state(self, t: int) -> PopulationState:
+        return PopulationState(read_json(self.gen_dir(t) / "state.json")["population"])
+
+    def serve(self, t: int) -> list[Query]:
+        """Draw n queries: group g with probability p_t(g), then a query from g's train pool."""
+        path = self.gen_dir(t) / "served.jsonl"
+        if path.exists():
+            return [_query_from(r) for r in read_jsonl(path)]
+        shares = self.state(t).shares
+        generator = rng(self.seed, self.condition, t, "serve")
+        probabilities = np.array([shares[g] for g in self.groups])
+        groups = generator.choice(len(self.groups), size=self.config.loop.queries_per_generation,
+                                  p=probabilities / probabilities.sum())
+        served = []
+        for index in groups:
+            pool = self.task.queries(self.groups[index], "train")
+            served.append(pool[int(generator.integers(len(pool)))])
+        write_jsonl(path, [_query_record(q) for q in served])
+        return served
+
+    # ------------------------------------------------------------------ candidates
+    def _respond(self, t: int, step: str, queries: Sequence[Query], k: int) -> list[dict[str, Any]]:
+        """Generate k responses per query in seeded, separately stored chunks."""
+        folder = self.gen_dir(t) / step
+        records: list[dict[str, Any]] = []
+        chunks = _chunks(list(queries), self.config.generation.batch_size)
+        for index, chunk in enumerate(self.track(f"gen {t} {step}", chunks)):
+            path = folder / f"{index:05d}.jsonl"
+            if path.exists():
+                records.extend(read_jsonl(path))
+                continue
+            self.use_model(t)
+            responses = self.backend.generate(
+                [q.prompt for q in chunk], config=self.config.generation, num_samples=k,
+                seed=derive_seed(self.seed, self.condition, t, step, index),
+            )
+            part = [
+                {"query_id": q.id, "group": q.group, "prompt": q.prompt, "responses": r,
+                 "rewards": [float(x) for x in self.task.reward(q.group, [q] * len(r), r)]}
+                for q, r in zip(chunk, responses)
+            ]
+            write_jsonl(path, part)
+            records.extend(part)
+        return records
+
+    def generate_candidates(self, t: int, served: Sequence[Query]) -> list[CandidateSet]:
+        """k candidates per served query, plus resample rounds for rejected queries."""
+        mitigation = self.config.mitigation
+        k = mitigation.candidates
+        records = self._respond(t, "candidates/r0", served, k)
+        by_position = [dict(r) for r in records]
+        resample = mitigation.on_reject == "resample" and mitigation.name in THRESHOLDED
+        for round_index in range(1, (mitigation.max_resamples if resample else 0) + 1):
+            pending = [i for i, r in enumerate(by_position) if max(r["rewards"]) < mitigation.threshold]
+            if not pending:
+                break
+            extra = self._respond(t, f"candidates/r{round_index}", [served[i] for i in pending], k)
+            for i, record in zip(pending, extra):
+                by_position[i]["responses"] = by_position[i]["responses"] + record["responses"]
+                by_position[i]["rewards"] = by_position[i]["rewards"] + record["rewards"]
+        return [
+            CandidateSet(query_id=f"{t}-{i}-{r['query_id']}", group=r["group"], prompt=r["prompt"],
+                         responses=r["responses"], rewards=r["rewards"])
+            for i, r in enumerate(by_position)
+        ]
+
+    # ------------------------------------------------------------------ 2. curate
+    def curate(self, t: int, candidates: Sequence[CandidateSet]) -> dict[str, float]:
+        """Apply the mitigation; write S_t and the acceptance rate per group."""
+        path = self.gen_dir(t) / "curation.json"
+        if path.exists():
+            return read_json(path)["acceptance_rate"]
+        context = CurationContext(
+            config=self.config.mitigation, groups=self.groups, shares=self.state(t).shares,
+            target_shares=self.target_shares, rng=rng(self.seed, self.condition, t, "curate"),
+        )
+        accepted = CURATIONS.get(self.config.mitigation.name)(candidates, context)
+        write_jsonl(self.gen_dir(t) / "synthetic.jsonl", [
+            {"id": f"syn-{t}-{i}", "group": a.group, "prompt": a.prompt, "response": a.response,
+             "source": "synthetic", "generation": t,
+             "meta": {"query_id": a.query_id, "reward": a.reward, "weight": a.weight}}
+            for i, a in enumerate(accepted)
+        ])
+        rates = acceptance_rates(candidates, accepted, self.groups)
+        write_json(path, {"acceptance_rate": rates, "accepted": len(accepted), "served": len(candidates)})
+        return rates
+
+    # ------------------------------------------------------------------ 3. evaluate
+    def evaluate(self, t: int) -> dict[str, Any]:
+        """Responses of M_t on every E_g (and neutral prompts), with quality and attributes."""
+        eval_queries = [q for g in self.groups for q in self.task.eval_queries(g)]
+        records = self._respond(t, "eval", eval_queries, 1)
+        responses = [r["responses"][0] for r in records]
+        neutral = self.task.neutral_queries()
+        eval_ids = [q.id for q in eval_queries]
+        if [q.id for q in neutral] == eval_ids:
+            neutral_responses = responses
+        else:
+            neutral_responses = [r["responses"][0] for r in self._respond(t, "neutral", neutral, 1)]
+        quality = self.task.quality(eval_queries, responses)
+        return {
+            "queries": eval_queries, "responses": responses, "quality": list(quality),
+            "neutral": neutral, "neutral_responses": neutral_responses,
+        }
+
+    def _perplexity(self, t: int) -> float:
+        """Perplexity of M_t on held-out real references (balanced over groups)."""
+        per_group = max(1, self.config.metrics.perplexity_texts // len(self.groups))
+        held_out = [q for g in self.groups for q in self.task.eval_queries(g)[:per_group] if q.reference]
+        if not held_out or self.config.metrics.perplexity_texts == 0:
+            return float("nan")
+        self.use_model(t)
+        references = [q.reference or "" for q in held_out]
+        logliks = self.backend.loglik([q.prompt for q in held_out], references,
+                                      batch_size=self.config.generation.batch_size, chat=True)
+        counts = self.backend.count_tokens(references)
+        return metrics.perplexity(logliks, counts)
+
+    def write_metrics(self, t: int, evaluation: dict[str, Any], *, curation: dict[str, float] | None) -> None:
+        path = self.gen_dir(t) / "metrics.parquet"
+        if path.exists():
+            return
+        settings = self.config.metrics
+        seed = derive_seed(self.seed, self.condition, t, "bootstrap")
+        rows: list[dict[str, Any]] = []
+
+        def add(metric: str, value: float, low: float | None = None, high: float | None = None,
+                group: str = "") -> None:
+            rows.append({"generation": t, "condition": self.condition, "seed": self.seed,
+                         "group": group, "metric": metric, "value": float(value),
+                         "ci_low": float(value if low is None else low),
+                         "ci_high": float(value if high is None else high)})
+
+        def ci(samples: Sequence[Sequence[float]], statistic: Callable[..., float]) -> tuple[float, float, float]:
+            return bootstrap_ci(samples, statistic, n_resamples=settings.bootstrap_samples,
+                                confidence=settings.confidence, seed=seed)
+
+        by_group = {
+            g: [q for q, query in zip(evaluation["quality"], evaluation["queries"]) if query.group == g]
+            for g in self.groups
+        }
+        for group, values in by_group.items():
+            add("quality", *ci([values], np.mean), group=group)
+            texts = [r for r, q in zip(evaluation["responses"], evaluation["queries"]) if q.group == group]
+            add("mean_length", metrics.mean_length(texts), group=group)
+        samples = [by_group[g] for g in self.groups]
+        add("quality", *ci(samples, lambda *xs: float(np.mean([np.mean(x) for x in xs]))))
+        add("disparate_bias", *ci(samples, metrics.disparate_bias))
+        add("disparate_ratio", *ci(samples, metrics.disparate_ratio))
+
+        model_attributes = self.task.attribute(evaluation["neutral_responses"])
+        if model_attributes is not None:
+            references = [q.reference for q in evaluation["neutral"] if q.reference]
+            reference_attributes = self.task.attribute(references) or []
+            codes = [self.groups.index(a) if a in self.groups else -1 for a in model_attributes]
+
+            def decode(sample: np.ndarray) -> list[str | None]:
+                return [self.groups[int(c)] if c >= 0 else None for c in sample]
+
+            add("preference_bias", *ci([codes], lambda s: metrics.preference_bias(
+                decode(s), reference_attributes, self.groups)))
+            add("majority_lean", *ci([codes], lambda s: metrics.majority_lean(
+                decode(s), reference_attributes, self.groups, self.majority)))
+            shares = metrics.attribute_distribution(model_attributes, self.groups)
+            for group in self.groups:
+                add("attribute_share", shares[group], group=group)
+
+        for group, share in self.state(t).shares.items():
+            add("group_share", share, group=group)
+        add("distinct_2", metrics.distinct_n(evaluation["responses"], 2))
+        add("mean_length", metrics.mean_length(evaluation["responses"]))
+        add("perplexity", self._perplexity(t))
+        if curation is not None:
+            for group, rate in curation.items():
+                add("acceptance_rate", rate, group=group)
+        write_table(path, pd.DataFrame(rows))
+
+    # ------------------------------------------------------------------ 4. feedback
+    def feedback(self, t: int, evaluation: dict[str, Any]) -> None:
+        """p_{t+1} = F(p_t, q_t) with q_t(g) the mean quality of group g on E_g."""
+        path = self.gen_dir(t + 1) / "state.json"
+        if path.exists():
+            return
+        quality = {
+            g: float(np.mean([q for q, query in zip(evaluation["quality"], evaluation["queries"])
+                              if query.group == g]))
+            for g in self.groups
+        }
+        rule = FEEDBACK_RULES.get(self.config.feedback.rule)
+        new_state = rule(self.state(t), quality, self.config.feedback)
+        write_json(path, {"shares": new_state.shares, "population": new_state.population,
+                          "quality": quality})
+
+    # ------------------------------------------------------------------ 5. assemble
+    def assemble(self, t: int) -> list[dict[str, Any]]:
+        """Build D_{t+1}: a share λ synthetic, the rest real data with groups drawn by p_{t+1}.
+
+        The synthetic part is S_t (``replace``) or S_0 ∪ … ∪ S_t (``accumulate``). With
+        ``|S|`` synthetic examples and λ < 1 the real part has ``round(|S|·(1−λ)/λ)``
+        examples (``n`` when λ = 0).
+        """
+        path = self.gen_dir(t) / "train.jsonl"
+        if path.exists():
+            return read_jsonl(path)
+        loop = self.config.loop
+        sources = [t] if loop.data_policy == "replace" else list(range(t + 1))
+        synthetic = [r for s in sources for r in read_jsonl(self.gen_dir(s) / "synthetic.jsonl")]
+        fraction = loop.synthetic_fraction
+        if fraction == 0:
+            synthetic, n_real = [], loop.queries_per_generation
+        else:
+            n_real = int(round(len(synthetic) * (1 - fraction) / fraction))
+        real: list[dict[str, Any]] = []
+        if n_real:
+            shares = self.state(t + 1).shares
+            generator = rng(self.seed, self.condition, t, "assemble")
+            probabilities = np.array([shares[g] for g in self.groups])
+            for draw, index in enumerate(generator.choice(len(self.groups), size=n_real,
+                                                          p=probabilities / probabilities.sum())):
+                pool = self.task.reference_examples(self.groups[index])
+                query = pool[int(generator.integers(len(pool)))]
+                real.append({"id": f"real-{t}-{draw}", "group": query.group, "prompt": query.prompt,
+                             "response": query.reference, "source": "real", "generation": t,
+                             "meta": {"query_id": query.id, "weight": 1.0}})
+        records = synthetic + real
+        write_jsonl(path, records)
+        return records
+
+    # ------------------------------------------------------------------ 6. train
+    def train(self, t: int, records: Sequence[dict[str, Any]]) -> None:
+        """M_{t+1} = Train(M_0, D_{t+1}) (retrain) or Train(M_t, D_{t+1}) (incremental)."""
+        done = self.gen_dir(t) / "train.json"
+        if done.exists():
+            return
+        if self.config.loop.type == "retrain":
+            self.backend.reset_to_base()
+        else:
+            self.use_model(t)
+        self.loaded_generation = None  # the backend is being changed
+        examples = [
+            TrainExample(prompt=r["prompt"], response=r["response"],
+                         weight=float((r.get("meta") or {}).get("weight", 1.0)),
+                         is_augmented=r["source"] == "synthetic")
+            for r in records
+        ]
+        if examples:
+            result = self.backend.train(examples, config=self.config.training,
+                                        seed=derive_seed(self.seed, self.condition, t, "train"))
+            losses, tokens, seconds = result.step_losses, result.tokens_seen, result.seconds
+        else:
+            log.warning("generation %d: empty training set; M_%d = M_%d", t, t + 1, t)
+            losses, tokens, seconds = [], 0, 0.0
+        self.backend.save(self.gen_dir(t) / "model")
+        write_json(done, {"examples": len(examples), "step_losses": losses,
+                          "mean_loss": float(np.mean(losses)) if losses else math.nan,
+                          "tokens": tokens, "seconds": seconds})
+        self.loaded_generation = t + 1

@@ -1,0 +1,177 @@
+"""Run an experiment config end to end: the loop for every condition × seed, into one run store."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from biasloop.config.load import condition_names, config_hash, resolved_condition, validate_config
+from biasloop.config.schema import ExperimentConfig, ModelConfig, TaskConfig
+from biasloop.errors import RunStoreError
+from biasloop.runner.store import RunStore, now
+from biasloop.seeding import seed_everything
+
+log = logging.getLogger("biasloop")
+
+
+def check_plugins(config: ExperimentConfig) -> None:
+    """Fail before any work if a condition names an unknown task, rule or mitigation."""
+    from biasloop.loop.feedback import FEEDBACK_RULES
+    from biasloop.mitigate import CURATIONS
+    from biasloop.tasks import TASKS
+
+    for name in condition_names(config):
+        condition = resolved_condition(config, name)
+        TASKS.get(condition.task.name)
+        FEEDBACK_RULES.get(condition.feedback.rule)
+        CURATIONS.get(condition.mitigation.name)
+        task_class = TASKS.get(condition.task.name)
+        from pydantic import ValidationError
+
+        from biasloop.config.load import format_validation_error
+        from biasloop.errors import ConfigError
+
+        try:
+            task_class.Params(**condition.task.params)
+        except ValidationError as err:
+            raise ConfigError(format_validation_error(
+                err, model=task_class.Params, source="config", prefix="task.params.")) from None
+
+
+def default_run_dir(config: ExperimentConfig, out: Path | None) -> Path:
+    """``out`` if given, else ``runs/<name>-<YYYYmmdd-HHMMSS>``."""
+    if out is not None:
+        return out
+    return Path("runs") / f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+@contextlib.contextmanager
+def run_logging(store: RunStore, *, level: str) -> Iterator[None]:
+    """Log to ``RUN_DIR/run.log`` (appending, so resumed runs keep their history)."""
+    handler = logging.FileHandler(store.root / "run.log", encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("biasloop")
+    root.addHandler(handler)
+    previous = root.level
+    root.setLevel(level)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(previous)
+        handler.close()
+
+
+class _Components:
+    """Backends and tasks, loaded once and shared by every condition that uses the same config."""
+
+    def __init__(self) -> None:
+        self.backends: dict[str, Any] = {}
+        self.tasks: dict[tuple[str, int], Any] = {}
+
+    def backend(self, config: ModelConfig) -> Any:
+        from biasloop.models.loading import load_backend
+
+        key = config.model_dump_json()
+        if key not in self.backends:
+            self.backends.clear()  # hold one model in memory at a time
+            self.backends[key] = load_backend(config)
+        return self.backends[key]
+
+    def task(self, config: TaskConfig, seed: int) -> Any:
+        from biasloop.tasks.base import build_task
+
+        key = (config.model_dump_json(), seed)
+        if key not in self.tasks:
+            self.tasks[key] = build_task(config, seed=seed)
+        return self.tasks[key]
+
+
+def execute(store: RunStore, config: ExperimentConfig, *, progress: Any = None) -> None:
+    """Run (or continue) every condition × seed of ``config`` inside ``store``."""
+    from biasloop.loop.engine import LoopRun
+
+    components = _Components()
+    track = progress.track if progress is not None else None
+    with run_logging(store, level=config.run.log_level):
+        try:
+            for seed in config.run_seeds:
+                for name in condition_names(config):
+                    condition = resolved_condition(config, name)
+                    seed_everything(seed)
+                    loop = LoopRun(
+                        config=condition, condition=name, seed=seed, store=store,
+                        backend=components.backend(condition.model),
+                        task=components.task(condition.task, seed),
+                        **({"track": track} if track else {}),
+                    )
+                    loop.run()
+            store.collect_metrics()
+        except BaseException as err:
+            status = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
+            with contextlib.suppress(Exception):
+                store.update_manifest(status=status, error=f"{type(err).__name__}: {err}".splitlines()[0])
+            log.exception("run %s", status)
+            raise
+        store.update_manifest(status="completed", ended_at=now())
+        log.info("run completed: %s", store.root)
+
+
+def start_run(config: ExperimentConfig, *, out: Path | None = None, progress: Any = None) -> RunStore:
+    """Create a run directory for ``config`` and execute it."""
+    check_plugins(config)
+    store = RunStore(default_run_dir(config, out))
+    store.create(config=config.model_dump(mode="json"), config_hash=config_hash(config),
+                 seed=config.seed)
+    execute(store, config, progress=progress)
+    return store
+
+
+def resume_run(run_dir: Path, *, progress: Any = None) -> RunStore:
+    """Continue a run from its manifest; finished units are skipped, none repeated."""
+    store = RunStore(run_dir)
+    manifest = store.manifest()
+    config = validate_config(manifest["config"], source=str(store.manifest_path))
+    if config_hash(config) != manifest.get("config_hash"):
+        raise RunStoreError(
+            f"{str(store.manifest_path)!r}: config hash {config_hash(config)} does not match "
+            f"the recorded {manifest.get('config_hash')}; the manifest was edited"
+        )
+    check_plugins(config)
+    store.update_manifest(status="running", resumes=int(manifest.get("resumes", 0)) + 1, error=None)
+    execute(store, config, progress=progress)
+    return store
+
+
+def summarize_runs(directory: Path) -> list[dict[str, Any]]:
+    """One row per run directory below ``directory``: status and key final metrics."""
+    import pandas as pd
+
+    rows = []
+    manifests: Sequence[Path] = sorted(directory.glob("*/manifest.json"))
+    if (directory / "manifest.json").exists():
+        manifests = [directory / "manifest.json", *manifests]
+    for manifest_path in manifests:
+        store = RunStore(manifest_path.parent)
+        try:
+            manifest = store.manifest()
+        except RunStoreError as err:
+            rows.append({"run": str(store.root), "status": f"unreadable ({err})"})
+            continue
+        row: dict[str, Any] = {"run": str(store.root), "status": manifest.get("status"),
+                               "name": manifest["config"].get("name"),
+                               "started": manifest.get("started_at")}
+        metrics_path = store.root / "metrics.parquet"
+        if metrics_path.exists():
+            frame = pd.read_parquet(metrics_path)
+            final = frame[(frame["generation"] == frame["generation"].max()) & (frame["group"] == "")]
+            for metric in ("quality", "disparate_bias", "preference_bias"):
+                values = final[final["metric"] == metric]["value"]
+                if len(values):
+                    row[metric] = float(values.mean())
+        rows.append(row)
+    return rows
