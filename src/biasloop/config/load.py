@@ -24,22 +24,20 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping with ``yaml.safe_load`` (no arbitrary object construction)."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"config file {str(path)!r} does not exist")
+        raise ConfigError(f"{path}: config file does not exist")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError as err:
-        raise ConfigError(f"config file {str(path)!r} is not UTF-8 text ({err.reason})") from None
+        raise ConfigError(f"{path}: not UTF-8 text ({err.reason})") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise ConfigError(f"config file {str(path)!r}{where}: invalid YAML ({problem})") from None
+        raise ConfigError(f"{path}:{where.strip().removeprefix('line ')}: invalid YAML ({problem})") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(
-            f"config file {str(path)!r} must hold a mapping of fields, got {type(data).__name__}"
-        )
+        raise ConfigError(f"{path}: must hold a mapping of fields, got {type(data).__name__}")
     return data
 
 

@@ -9,9 +9,17 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from biasloop.config.load import condition_names, config_hash, resolved_condition, validate_config
+from pydantic import ValidationError
+
+from biasloop.config.load import (
+    condition_names,
+    config_hash,
+    format_validation_error,
+    resolved_condition,
+    validate_config,
+)
 from biasloop.config.schema import ExperimentConfig, ModelConfig, TaskConfig
-from biasloop.errors import RunStoreError
+from biasloop.errors import ConfigError, RunStoreError
 from biasloop.runner.store import RunStore, now
 from biasloop.seeding import seed_everything
 
@@ -20,21 +28,16 @@ log = logging.getLogger("biasloop")
 
 def check_plugins(config: ExperimentConfig) -> None:
     """Fail before any work if a condition names an unknown task, rule or mitigation."""
+    import biasloop.tasks  # noqa: F401  (registers the built-in tasks)
     from biasloop.loop.feedback import FEEDBACK_RULES
     from biasloop.mitigate import CURATIONS
-    from biasloop.tasks import TASKS
+    from biasloop.tasks.base import TASKS
 
     for name in condition_names(config):
         condition = resolved_condition(config, name)
-        TASKS.get(condition.task.name)
         FEEDBACK_RULES.get(condition.feedback.rule)
         CURATIONS.get(condition.mitigation.name)
         task_class = TASKS.get(condition.task.name)
-        from pydantic import ValidationError
-
-        from biasloop.config.load import format_validation_error
-        from biasloop.errors import ConfigError
-
         try:
             task_class.Params(**condition.task.params)
         except ValidationError as err:
