@@ -137,6 +137,14 @@ def config_show(
     sys.stdout.write(text)
 
 
+@config_app.command("reference")
+def config_reference() -> None:
+    """Print the configuration reference (Markdown) generated from the config models."""
+    from biasloop.config.reference import markdown_reference
+
+    sys.stdout.write(markdown_reference())
+
+
 def _print_summary(run_dir: Path) -> None:
     import pandas as pd
 
