@@ -170,3 +170,7 @@ def _print_summary(run_dir: Path) -> None:
 
 def main() -> None:  # pragma: no cover - console entry point
     app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
