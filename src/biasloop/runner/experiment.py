@@ -113,7 +113,7 @@ def execute(store: RunStore, config: ExperimentConfig, *, progress: Any = None) 
                         **({"track": track} if track else {}),
                     )
                     loop.run()
-            store.collect_metrics()
+            finalize(store, confidence=config.metrics.confidence)
         except BaseException as err:
             status = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
             with contextlib.suppress(Exception):
@@ -122,6 +122,18 @@ def execute(store: RunStore, config: ExperimentConfig, *, progress: Any = None) 
             raise
         store.update_manifest(status="completed", ended_at=now())
         log.info("run completed: %s", store.root)
+
+
+def finalize(store: RunStore, *, confidence: float = 0.95) -> None:
+    """Merge the metric tables, summarise across seeds and draw the plots."""
+    from biasloop.metrics.aggregate import summarize_seeds
+    from biasloop.report.plots import plot_loop
+    from biasloop.runner.store import write_table
+
+    metrics = store.collect_metrics()
+    summary = summarize_seeds(metrics, confidence=confidence)
+    write_table(store.root / "summary.parquet", summary)
+    plot_loop(summary, store.root / "plots")
 
 
 def start_run(config: ExperimentConfig, *, out: Path | None = None, progress: Any = None) -> RunStore:

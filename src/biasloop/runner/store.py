@@ -63,6 +63,11 @@ def write_text(path: Path, text: str) -> None:
     _atomic(Path(path), lambda handle: handle.write(text), "w")
 
 
+def write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically."""
+    _atomic(Path(path), lambda handle: handle.write(data), "wb")
+
+
 def write_json(path: Path, data: Any) -> None:
     """Write ``data`` as indented JSON atomically."""
     write_text(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
