@@ -89,25 +89,30 @@ def _field_names(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str] | No
 
 
 def format_validation_error(
-    err: ValidationError, *, model: type[BaseModel], source: str, prefix: str = ""
+    err: ValidationError, *, model: type[BaseModel], source: str = "", prefix: str = ""
 ) -> str:
-    """One line per problem: ``source: field.path = value: what is valid``; first problem only."""
+    """One line: ``source: field.path = value: what is valid``, for the first problem."""
+    text = _describe_problem(err, model=model, prefix=prefix)
+    return f"{source}: {text}" if source else text
+
+
+def _describe_problem(err: ValidationError, *, model: type[BaseModel], prefix: str) -> str:
     problem = err.errors()[0]
     loc = tuple(p for p in problem["loc"] if not str(p).startswith("function-"))
     path = prefix + ".".join(str(p) for p in loc)
     if problem["type"] == "extra_forbidden":
         valid = _field_names(model, loc[:-1])
         hint = f"; valid: {', '.join(valid)}" if valid else ""
-        return f"{source}: unknown field {path!r}{hint}"
+        return f"unknown field {path!r}{hint}"
     message = problem["msg"].removeprefix("Value error, ")
     if problem["type"] == "missing":
-        return f"{source}: {path} is required"
+        return f"{path} is required"
     given = problem.get("input")
     shown = json.dumps(given, default=str) if not isinstance(given, str) else repr(given)
     if len(shown) > 80:
         shown = shown[:77] + "..."
     where = f"{path} = {shown}" if path else f"value {shown}"
-    return f"{source}: {where}: {message}"
+    return f"{where}: {message}"
 
 
 def validate_config(data: Mapping[str, Any], *, source: str = "config") -> ExperimentConfig:

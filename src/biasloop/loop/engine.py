@@ -42,7 +42,9 @@ from biasloop.metrics import scpl as metrics
 from biasloop.metrics.stats import bootstrap_ci
 from biasloop.mitigate import CURATIONS, THRESHOLDED, CandidateSet, CurationContext, acceptance_rates
 from biasloop.models.base import ModelBackend, TrainExample
+from biasloop.report.plots import plot_loop
 from biasloop.runner.store import RunStore, read_json, read_jsonl, write_json, write_jsonl, write_table
+from biasloop.runner.studies import STUDIES, Study
 from biasloop.seeding import derive_seed, rng
 from biasloop.tasks.base import Query, Task
 
@@ -394,3 +396,23 @@ class LoopRun:
                           "mean_loss": float(np.mean(losses)) if losses else math.nan,
                           "tokens": tokens, "seconds": seconds})
         self.loaded_generation = t + 1
+
+
+def check_scpl(config: ExperimentConfig) -> None:
+    """Fail before any work on an unknown task, feedback rule or mitigation, or bad task params."""
+    from biasloop.tasks.base import validate_task_params
+
+    FEEDBACK_RULES.get(config.feedback.rule)
+    CURATIONS.get(config.mitigation.name)
+    validate_task_params(config.task)
+
+
+def run_scpl(*, config: ExperimentConfig, condition: str, seed: int, store: RunStore,
+             components: Any, track: Track | None) -> None:
+    """Run the loop for one condition × seed."""
+    LoopRun(config=config, condition=condition, seed=seed, store=store,
+            backend=components.backend(config.model), task=components.task(config.task, seed),
+            track=track or _no_progress).run()
+
+
+STUDIES.register("scpl")(Study(run=run_scpl, check=check_scpl, plot=plot_loop))

@@ -9,17 +9,9 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
-from biasloop.config.load import (
-    condition_names,
-    config_hash,
-    format_validation_error,
-    resolved_condition,
-    validate_config,
-)
-from biasloop.config.schema import ExperimentConfig, ModelConfig, TaskConfig
-from biasloop.errors import ConfigError, RunStoreError
+from biasloop.config.load import condition_names, config_hash, resolved_condition, validate_config
+from biasloop.config.schema import ExperimentConfig
+from biasloop.errors import RunStoreError
 from biasloop.runner.store import RunStore, now
 from biasloop.seeding import seed_everything
 
@@ -27,22 +19,12 @@ log = logging.getLogger("biasloop")
 
 
 def check_plugins(config: ExperimentConfig) -> None:
-    """Fail before any work if a condition names an unknown task, rule or mitigation."""
-    import biasloop.tasks  # noqa: F401  (registers the built-in tasks)
-    from biasloop.loop.feedback import FEEDBACK_RULES
-    from biasloop.mitigate import CURATIONS
-    from biasloop.tasks.base import TASKS
+    """Fail before any work if any condition names an unknown plug-in or bad plug-in options."""
+    from biasloop.runner.studies import get_study
 
     for name in condition_names(config):
         condition = resolved_condition(config, name)
-        FEEDBACK_RULES.get(condition.feedback.rule)
-        CURATIONS.get(condition.mitigation.name)
-        task_class = TASKS.get(condition.task.name)
-        try:
-            task_class.Params(**condition.task.params)
-        except ValidationError as err:
-            raise ConfigError(format_validation_error(
-                err, model=task_class.Params, source="config", prefix="task.params.")) from None
+        get_study(condition.study).check(condition)
 
 
 def default_run_dir(config: ExperimentConfig, out: Path | None) -> Path:
@@ -69,36 +51,11 @@ def run_logging(store: RunStore, *, level: str) -> Iterator[None]:
         handler.close()
 
 
-class _Components:
-    """Backends and tasks, loaded once and shared by every condition that uses the same config."""
-
-    def __init__(self) -> None:
-        self.backends: dict[str, Any] = {}
-        self.tasks: dict[tuple[str, int], Any] = {}
-
-    def backend(self, config: ModelConfig) -> Any:
-        from biasloop.models.loading import load_backend
-
-        key = config.model_dump_json()
-        if key not in self.backends:
-            self.backends.clear()  # hold one model in memory at a time
-            self.backends[key] = load_backend(config)
-        return self.backends[key]
-
-    def task(self, config: TaskConfig, seed: int) -> Any:
-        from biasloop.tasks.base import build_task
-
-        key = (config.model_dump_json(), seed)
-        if key not in self.tasks:
-            self.tasks[key] = build_task(config, seed=seed)
-        return self.tasks[key]
-
-
 def execute(store: RunStore, config: ExperimentConfig, *, progress: Any = None) -> None:
     """Run (or continue) every condition × seed of ``config`` inside ``store``."""
-    from biasloop.loop.engine import LoopRun
+    from biasloop.runner.studies import Components, run_condition
 
-    components = _Components()
+    components = Components()
     track = progress.track if progress is not None else None
     with run_logging(store, level=config.run.log_level):
         try:
@@ -106,14 +63,9 @@ def execute(store: RunStore, config: ExperimentConfig, *, progress: Any = None) 
                 for name in condition_names(config):
                     condition = resolved_condition(config, name)
                     seed_everything(seed)
-                    loop = LoopRun(
-                        config=condition, condition=name, seed=seed, store=store,
-                        backend=components.backend(condition.model),
-                        task=components.task(condition.task, seed),
-                        **({"track": track} if track else {}),
-                    )
-                    loop.run()
-            finalize(store, confidence=config.metrics.confidence)
+                    run_condition(config=condition, condition=name, seed=seed, store=store,
+                                  components=components, track=track)
+            finalize(store, config)
         except BaseException as err:
             status = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
             with contextlib.suppress(Exception):
@@ -124,16 +76,16 @@ def execute(store: RunStore, config: ExperimentConfig, *, progress: Any = None) 
         log.info("run completed: %s", store.root)
 
 
-def finalize(store: RunStore, *, confidence: float = 0.95) -> None:
-    """Merge the metric tables, summarise across seeds and draw the plots."""
+def finalize(store: RunStore, config: ExperimentConfig) -> None:
+    """Merge the metric tables, summarise across seeds and draw the study's plots."""
     from biasloop.metrics.aggregate import summarize_seeds
-    from biasloop.report.plots import plot_loop
     from biasloop.runner.store import write_table
+    from biasloop.runner.studies import get_study
 
     metrics = store.collect_metrics()
-    summary = summarize_seeds(metrics, confidence=confidence)
+    summary = summarize_seeds(metrics, confidence=config.metrics.confidence)
     write_table(store.root / "summary.parquet", summary)
-    plot_loop(summary, store.root / "plots")
+    get_study(config.study).plot(summary, store.root / "plots")
 
 
 def start_run(config: ExperimentConfig, *, out: Path | None = None, progress: Any = None) -> RunStore:

@@ -134,20 +134,21 @@ class PooledParams(TaskParams):
 
 
 def params_error(task_name: str, params_cls: type[BaseModel], exc: ValidationError) -> ConfigError:
-    """One-line ConfigError naming the first bad ``task.params`` field of a ValidationError.
+    """One-line ConfigError naming the first bad ``task.params`` field, like every config error."""
+    from biasloop.config.load import format_validation_error
 
-    Same shape as config errors: ``task.params.FIELD = VALUE: MESSAGE``, or
-    ``unknown field 'task.params.FIELD'; valid: ...`` for an unknown key."""
-    first = exc.errors()[0]
-    loc = [str(part) for part in first.get("loc", ())]
-    where = ".".join(["task.params", *loc])
-    if first.get("type") == "extra_forbidden":
-        valid = ", ".join(sorted(params_cls.model_fields))
-        return ConfigError(f"unknown field {where!r} for task {task_name!r}; valid: {valid}")
-    message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
-    if not loc:
-        return ConfigError(f"task.params ({task_name}): {message}")
-    return ConfigError(f"{where} = {first.get('input')!r}: {message}")
+    return ConfigError(format_validation_error(exc, model=params_cls, prefix="task.params."))
+
+
+def validate_task_params(config: TaskConfig) -> None:
+    """Check ``task.params`` against the named task's ``Params`` before any work."""
+    import biasloop.tasks  # noqa: F401  (registers the built-in tasks)
+
+    task_class = TASKS.get(config.name)
+    try:
+        task_class.Params(**config.params)
+    except ValidationError as exc:
+        raise params_error(config.name, task_class.Params, exc) from None
 
 
 class PooledTask(Task):
