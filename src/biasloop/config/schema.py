@@ -191,11 +191,16 @@ class RunConfig(Section):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 
+from biasloop.config.inheritance import InheritanceConfig  # noqa: E402  (needs Section)
+
+
 class ExperimentConfig(Section):
     """A whole experiment: one or more conditions sharing model, task and seed."""
 
     name: str = Field("experiment", description="Run name, used in the run directory name.")
-    study: Literal["scpl"] = Field("scpl", description="Which study the run performs.")
+    study: Literal["scpl", "inheritance"] = Field(
+        "scpl", description="`scpl` (self-consuming loop) or `inheritance` (bias inheritance)."
+    )
     seed: int = Field(0, ge=0, le=2**31 - 1, description="Base seed of the run.")
     seeds: list[int] = Field(
         default_factory=list,
@@ -209,6 +214,7 @@ class ExperimentConfig(Section):
     feedback: FeedbackConfig = FeedbackConfig()
     mitigation: MitigationConfig = MitigationConfig()
     metrics: MetricsConfig = MetricsConfig()
+    inheritance: InheritanceConfig = InheritanceConfig()
     run: RunConfig = RunConfig()
     conditions: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
