@@ -16,6 +16,7 @@ import shutil
 import tempfile
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -98,6 +99,23 @@ def _track(items: Iterable[T], *, total: int, description: str, enabled: bool) -
         for item in items:
             yield item
             bar.advance(task)
+
+
+@contextmanager
+def _quiet_peft() -> Iterator[None]:
+    """Hide peft's call of transformers' deprecated ``is_gradient_checkpointing``."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", ".*is_gradient_checkpointing", FutureWarning)
+        yield
+
+
+def torch_dtype_kwargs(name: str) -> dict[str, torch.dtype]:
+    """``from_pretrained`` keyword for ``ModelConfig.dtype`` (``torch_dtype`` before 4.56)."""
+    import transformers
+
+    dtype = torch.bfloat16 if name == "bfloat16" else torch.float32
+    major, minor = (int(x) for x in transformers.__version__.split(".")[:2])
+    return {"dtype" if (major, minor) >= (4, 56) else "torch_dtype": dtype}
 
 
 def _chunks(n: int, size: int) -> list[range]:
@@ -346,7 +364,11 @@ class HFBackend(ModelBackend):
     # ------------------------------------------------------------------ hidden states
 
     def hidden_states(self, texts: Sequence[str], *, batch_size: int = 16) -> torch.Tensor:
-        """Attention-mask-weighted mean of last-layer hidden states, ``[N, H]`` float32."""
+        """Attention-mask-weighted mean of last-layer hidden states, ``[N, H]`` float32.
+
+        "Last layer" is ``outputs.hidden_states[-1]``, i.e. after the final norm for
+        Llama-style models. Texts are encoded as plain text (no chat template).
+        """
         vectors: list[torch.Tensor] = []
         self.model.eval()
         with torch.inference_mode():
@@ -393,7 +415,7 @@ class HFBackend(ModelBackend):
     def _lora_settings(config: TrainingConfig) -> tuple[Any, ...]:
         return (config.lora_r, config.lora_alpha, tuple(sorted(config.lora_target_modules)))
 
-    def _attach_lora(self, config: TrainingConfig) -> None:
+    def _attach_lora(self, config: TrainingConfig, seed: int) -> None:
         from peft import LoraConfig, get_peft_model
 
         lora = LoraConfig(
@@ -404,7 +426,10 @@ class HFBackend(ModelBackend):
             task_type="CAUSAL_LM",
         )
         try:
-            self.model = get_peft_model(self.model, lora)
+            # LoRA A matrices are random: seed them so a training run is reproducible.
+            with torch.random.fork_rng(devices=[]), _quiet_peft():
+                torch.manual_seed(derive_seed(seed, "lora-init"))
+                self.model = get_peft_model(self.model, lora)
         except ValueError as exc:
             raise ConfigError(
                 f"training.lora_target_modules {list(config.lora_target_modules)} do not fit "
@@ -420,7 +445,7 @@ class HFBackend(ModelBackend):
                 k: v.detach().clone() for k, v in self._base_model().state_dict().items()
             }
 
-    def _prepare_training(self, config: TrainingConfig) -> list[torch.nn.Parameter]:
+    def _prepare_training(self, config: TrainingConfig, seed: int) -> list[torch.nn.Parameter]:
         """Attach (or keep) the trainable state for ``config.method``; its parameters."""
         if config.method == "lora":
             if self._mode == "full":
@@ -429,7 +454,7 @@ class HFBackend(ModelBackend):
                     "before LoRA training"
                 )
             if self._mode == "base":
-                self._attach_lora(config)
+                self._attach_lora(config, seed)
             elif self._lora_signature != self._lora_settings(config):
                 raise ConfigError(
                     f"model {self.name!r} holds a LoRA adapter with (r, alpha, targets) = "
@@ -464,7 +489,7 @@ class HFBackend(ModelBackend):
         ``tokens_seen`` counts every non-padding token fed to the model.
         """
         start = time.perf_counter()
-        params = self._prepare_training(config)
+        params = self._prepare_training(config, seed)
         encoded = [self._encode_example(ex, config.max_length) for ex in examples]
         dropped = sum(1 for ids, n_prompt in encoded if n_prompt >= len(ids))
         if dropped:
@@ -487,9 +512,7 @@ class HFBackend(ModelBackend):
                 (epoch, step, batch)
                 for epoch in range(config.epochs)
                 for step, batch in enumerate(
-                    _chunks(len(examples), config.batch_size) and self._epoch_batches(
-                        len(examples), config.batch_size, seed, epoch
-                    )
+                    self._epoch_batches(len(examples), config.batch_size, seed, epoch)
                 )
             )
             for epoch, step, batch in _track(
@@ -593,7 +616,8 @@ class HFBackend(ModelBackend):
         if method == "lora":
             from peft import PeftConfig, PeftModel
 
-            self.model = PeftModel.from_pretrained(self.model, path, is_trainable=True)
+            with _quiet_peft():
+                self.model = PeftModel.from_pretrained(self.model, path, is_trainable=True)
             adapter = PeftConfig.from_pretrained(path)
             targets = adapter.target_modules
             self._lora_signature = (
@@ -619,13 +643,10 @@ class HFBackend(ModelBackend):
         for file in files:
             state.update(load_file(file))
         missing, unexpected = self.model.load_state_dict(state, strict=False)
-        loaded = {id(p) for name, p in self.model.named_parameters() if name in state}
+        params = dict(self.model.named_parameters(remove_duplicate=False))
+        loaded = {id(params[name]) for name in state if name in params}
         # Tied weights (e.g. lm_head = embed_tokens) are saved once; the rest must match.
-        untied_missing = [
-            name
-            for name in missing
-            if id(self.model.get_parameter(name) if "." in name else None) not in loaded
-        ]
+        untied_missing = [n for n in missing if n not in params or id(params[n]) not in loaded]
         if unexpected or untied_missing:
             raise BiasloopError(
                 f"weights in {path} do not fit model {self.name!r}: "

@@ -226,7 +226,9 @@ class RunStore:
             for path in sorted((self.root / "conditions").glob("**/metrics.parquet"))
         ]
         frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=METRIC_COLUMNS)
-        frame = frame[METRIC_COLUMNS].sort_values(
+        # Studies may add descriptive columns (e.g. bias_ratio); they follow the fixed ones.
+        extra = [c for c in frame.columns if c not in METRIC_COLUMNS]
+        frame = frame[METRIC_COLUMNS + extra].sort_values(
             ["condition", "seed", "generation", "metric", "group"], kind="stable"
         ).reset_index(drop=True)
         write_table(self.root / "metrics.parquet", frame)
