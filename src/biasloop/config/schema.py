@@ -192,6 +192,7 @@ class RunConfig(Section):
 
 
 from biasloop.config.inheritance import InheritanceConfig  # noqa: E402  (needs Section)
+from biasloop.config.sweep import SweepConfig  # noqa: E402
 
 
 class ExperimentConfig(Section):
@@ -215,6 +216,7 @@ class ExperimentConfig(Section):
     mitigation: MitigationConfig = MitigationConfig()
     metrics: MetricsConfig = MetricsConfig()
     inheritance: InheritanceConfig = InheritanceConfig()
+    sweep: SweepConfig = SweepConfig()
     run: RunConfig = RunConfig()
     conditions: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
