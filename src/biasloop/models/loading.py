@@ -1,0 +1,110 @@
+"""Turn a :class:`ModelConfig` into a ready :class:`ModelBackend`.
+
+Names registered in :data:`BACKENDS` (``smollm2-135m-instruct``, ``tiny-random``)
+load their own way; any other name is a Hugging Face hub name or a local folder.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from biasloop.config.schema import ModelConfig
+from biasloop.errors import BiasloopError
+from biasloop.models.base import ModelBackend
+from biasloop.registry import Registry
+
+logger = logging.getLogger("biasloop.models")
+
+BackendFactory = Callable[[ModelConfig], ModelBackend]
+
+#: Built-in model names and the function that loads each.
+BACKENDS: Registry[BackendFactory] = Registry("model backend")
+
+
+@BACKENDS.register("smollm2-135m-instruct")
+def _load_embedded(config: ModelConfig) -> ModelBackend:
+    from biasloop.models.embedded import load_embedded
+
+    return load_embedded(config)
+
+
+@BACKENDS.register("tiny-random")
+def _load_tiny(config: ModelConfig) -> ModelBackend:
+    from biasloop.models.tiny import load_tiny
+
+    return load_tiny(config)
+
+
+def _valid_names() -> str:
+    return f"{', '.join(BACKENDS.names())}, a Hugging Face hub name, or a local model folder"
+
+
+def load_hf(config: ModelConfig) -> ModelBackend:
+    """A hub model (``org/name``) or local folder via ``AutoModelForCausalLM``."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from biasloop.models.hf import HFBackend, torch_dtype_kwargs
+
+    name = config.name
+    local = Path(name).expanduser()
+    # Hub names look like ``org/name``; an existing path or an explicit ./, / or ~ is local.
+    if name.startswith((".", "/", "~")) or local.exists():
+        if not (local / "config.json").is_file():
+            problem = "no such folder" if not local.exists() else "no config.json in it"
+            raise BiasloopError(
+                f"model.name {name!r} is a local path with {problem}; valid: {_valid_names()}"
+            )
+        source = str(local)
+    else:
+        source = name
+    options = {"revision": config.revision, "trust_remote_code": config.trust_remote_code}
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, **options)
+        model = AutoModelForCausalLM.from_pretrained(
+            source, **torch_dtype_kwargs(config.dtype), **options
+        )
+    except (OSError, ValueError, KeyError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise BiasloopError(
+            f"cannot load model {name!r} ({first[:200]}); valid: {_valid_names()}"
+        ) from None
+    return HFBackend(model, tokenizer, config=config, name=name)
+
+
+def limit_threads() -> int:
+    """Cap torch's threads at the CPUs this process may use; return the count in use.
+
+    torch sizes its pool by the host's physical cores, which can exceed a
+    container's CPU set and oversubscribe it. An explicit ``OMP_NUM_THREADS`` wins.
+    """
+    import torch
+
+    if not os.environ.get("OMP_NUM_THREADS") and hasattr(os, "sched_getaffinity"):
+        usable = max(1, len(os.sched_getaffinity(0)))
+        if torch.get_num_threads() > usable:
+            torch.set_num_threads(usable)
+    return torch.get_num_threads()
+
+
+def load_backend(config: ModelConfig) -> ModelBackend:
+    """The backend for ``config.name``: embedded, tiny-random, hub name or local path."""
+    start = time.perf_counter()
+    threads = limit_threads()
+    if config.name in BACKENDS:
+        path, factory = config.name, BACKENDS.get(config.name)
+    else:
+        path, factory = "huggingface", load_hf
+    logger.info(
+        "loading model %r via the %s loader (%s, %d torch threads)",
+        config.name,
+        path,
+        config.dtype,
+        threads,
+    )
+    backend = factory(config)
+    logger.info("loaded model %r in %.1f s", config.name, time.perf_counter() - start)
+    return backend

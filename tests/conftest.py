@@ -1,0 +1,21 @@
+"""Shared pytest setup. Nothing may reach the Hugging Face hub at run time."""
+
+from __future__ import annotations
+
+import os
+
+# Set before anything imports huggingface_hub (it reads these at import).
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture
+def tiny_backend():
+    """A fresh ``tiny-random`` backend (random Llama, SmolLM2 tokenizer), same weights each time."""
+    from biasloop.config.schema import ModelConfig
+    from biasloop.models.loading import load_backend
+
+    return load_backend(ModelConfig(name="tiny-random"))
