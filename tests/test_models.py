@@ -14,7 +14,8 @@ import torch
 from biasloop.config.schema import GenerationConfig, ModelConfig, TrainingConfig
 from biasloop.errors import BiasloopError, MissingDependencyError
 from biasloop.models import TrainExample
-from biasloop.models.hf import HFBackend, atomic_directory
+from biasloop.io import staging_dir
+from biasloop.models.hf import HFBackend
 from biasloop.models.loading import BACKENDS, load_backend
 
 PROMPTS = ["Hello", "What is the capital of France?", "x", "Tell me a long story about a dragon."]
@@ -316,11 +317,11 @@ def test_cache_root_precedence(monkeypatch, tmp_path):
 def test_atomic_directory_leaves_nothing_on_failure(tmp_path):
     target = tmp_path / "out"
     with pytest.raises(RuntimeError):
-        with atomic_directory(target) as tmp:
+        with staging_dir(target) as tmp:
             (tmp / "half.bin").write_bytes(b"x")
             raise RuntimeError("killed")
     assert list(tmp_path.iterdir()) == []
-    with atomic_directory(target) as tmp:
+    with staging_dir(target) as tmp:
         (tmp / "done.txt").write_text("ok")
     assert (target / "done.txt").read_text() == "ok"
 
@@ -344,3 +345,13 @@ def test_embedded_model_answers_sensibly():
         chat=True,
     )
     assert chat_right > chat_wrong
+
+
+def test_device_auto_is_cpu_here_and_a_missing_gpu_is_a_one_line_error():
+    from biasloop.errors import BiasloopError
+    from biasloop.models.loading import resolve_device
+
+    assert resolve_device("auto") == "cpu"
+    assert resolve_device("cpu") == "cpu"
+    with pytest.raises(BiasloopError, match="model.device = 'cuda:1': torch sees no CUDA GPU"):
+        resolve_device("cuda:1")

@@ -37,6 +37,12 @@ class ModelConfig(Section):
     dtype: Literal["float32", "bfloat16"] = Field(
         "float32", description="Weights and compute dtype."
     )
+    device: str = Field(
+        "auto",
+        description="`auto` (the first CUDA GPU if torch sees one, else CPU), `cpu`, `cuda`, "
+        "`cuda:N` or `mps`.",
+        pattern=r"^(auto|cpu|mps|cuda(:[0-9]+)?)$",
+    )
     trust_remote_code: bool = Field(
         False, description="Allow model code from the hub to run. Off unless set here."
     )

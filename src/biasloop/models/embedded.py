@@ -20,7 +20,8 @@ from typing import Any
 
 from biasloop.config.schema import ModelConfig
 from biasloop.errors import MissingDependencyError
-from biasloop.models.hf import HFBackend, atomic_directory, torch_dtype_kwargs
+from biasloop.io import staging_dir
+from biasloop.models.hf import HFBackend, torch_dtype_kwargs
 
 logger = logging.getLogger("biasloop.models")
 
@@ -133,7 +134,7 @@ def build_model_cache() -> Path:
         gguf.parent, gguf_file=gguf.name, **torch_dtype_kwargs("float32")
     )
     _drop_quantizer_state(model)
-    with atomic_directory(folder) as tmp:
+    with staging_dir(folder) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         _write_marker(tmp, gguf, "model+tokenizer")  # written last: the cache is complete
@@ -153,7 +154,7 @@ def _tokenizer_folder() -> Path:
     folder = tokenizer_cache_dir()
     logger.info("converting the %s tokenizer from %s to %s", EMBEDDED_NAME, gguf, folder)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    with atomic_directory(folder, replace=False) as tmp:
+    with staging_dir(folder, replace=False) as tmp:
         tokenizer.save_pretrained(tmp)
         _write_marker(tmp, gguf, "tokenizer")
     return folder

@@ -11,11 +11,7 @@ import inspect
 import json
 import logging
 import math
-import os
-import shutil
-import tempfile
 import time
-import uuid
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -27,6 +23,7 @@ import torch.nn.functional as F
 
 from biasloop.config.schema import GenerationConfig, ModelConfig, TrainingConfig
 from biasloop.errors import BiasloopError, ConfigError
+from biasloop.io import staging_dir
 from biasloop.models.base import ModelBackend, TrainExample, TrainResult
 from biasloop.seeding import derive_seed, rng
 
@@ -44,41 +41,6 @@ T = TypeVar("T")
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-@contextmanager
-def atomic_directory(path: Path, *, replace: bool = True) -> Iterator[Path]:
-    """Yield a temp folder next to ``path``; on success it becomes ``path`` by rename.
-
-    A crash inside the block leaves ``path`` untouched (the temp folder is removed).
-    With ``replace=False`` an existing ``path`` wins, e.g. when another process
-    finished the same cache first.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
-    tmp.chmod(0o755)
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if path.exists():
-        if not replace:
-            shutil.rmtree(tmp, ignore_errors=True)
-            return
-        # rename() cannot replace a non-empty folder: move the old one aside first.
-        old = path.with_name(f".{path.name}.old-{uuid.uuid4().hex[:8]}")
-        os.replace(path, old)
-        os.replace(tmp, path)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        try:
-            os.replace(tmp, path)
-        except OSError:
-            shutil.rmtree(tmp, ignore_errors=True)
-            if not (replace is False and path.exists()):
-                raise
 
 
 def _track(items: Iterable[T], *, total: int, description: str, enabled: bool) -> Iterator[T]:
@@ -584,7 +546,7 @@ class HFBackend(ModelBackend):
         also loads as a model by path. Either way ``biasloop_state.json`` says which.
         """
         path = Path(path)
-        with atomic_directory(path) as tmp:
+        with staging_dir(path) as tmp:
             if self._mode == "lora":
                 self.model.save_pretrained(tmp, safe_serialization=True)
             elif self._mode == "full":

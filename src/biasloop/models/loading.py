@@ -106,5 +106,25 @@ def load_backend(config: ModelConfig) -> ModelBackend:
         threads,
     )
     backend = factory(config)
-    logger.info("loaded model %r in %.1f s", config.name, time.perf_counter() - start)
+    device = resolve_device(config.device)
+    if device != "cpu":
+        backend.model.to(device)
+    logger.info("loaded model %r on %s in %.1f s", config.name, device,
+                time.perf_counter() - start)
     return backend
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when torch sees a GPU, else ``cpu``; other names unchanged.
+
+    Asking for a device torch cannot use is a one-line error, not a crash mid-run.
+    """
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise BiasloopError(f"model.device = {device!r}: torch sees no CUDA GPU; valid: auto, cpu")
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise BiasloopError("model.device = 'mps': not available here; valid: auto, cpu")
+    return device

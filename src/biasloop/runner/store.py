@@ -1,4 +1,4 @@
-"""The run store: the one place that writes run files.
+"""The run store: the layout of a run directory, its manifest and its metric table.
 
 Layout of a run directory::
 
@@ -18,121 +18,28 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import json
-import os
 import platform
-import shutil
 import subprocess
-import tempfile
-from collections.abc import Iterable, Iterator, Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from biasloop.errors import DataError, RunStoreError
+from biasloop.errors import RunStoreError
+from biasloop.io import (  # noqa: F401  (re-exported: the run store's writers)
+    read_json,
+    read_jsonl,
+    staging_dir,
+    write_bytes,
+    write_json,
+    write_jsonl,
+    write_table,
+    write_text,
+)
 
 METRIC_COLUMNS = ["generation", "condition", "seed", "group", "metric", "value", "ci_low", "ci_high"]
 MANIFEST = "manifest.json"
-
-
-# ---------------------------------------------------------------- atomic writes
-def _atomic(path: Path, write: Any, mode: str) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as err:
-        raise RunStoreError(f"cannot write {str(path)!r}: {err.strerror or err}") from None
-    try:
-        with os.fdopen(fd, mode, **({"encoding": "utf-8"} if "b" not in mode else {})) as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException as err:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        if isinstance(err, OSError):
-            raise RunStoreError(f"cannot write {str(path)!r}: {err.strerror or err}") from None
-        raise
-
-
-def write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically."""
-    _atomic(Path(path), lambda handle: handle.write(text), "w")
-
-
-def write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically."""
-    _atomic(Path(path), lambda handle: handle.write(data), "wb")
-
-
-def write_json(path: Path, data: Any) -> None:
-    """Write ``data`` as indented JSON atomically."""
-    write_text(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
-
-
-def write_jsonl(path: Path, records: Iterable[Mapping[str, Any]]) -> None:
-    """Write one JSON object per line atomically."""
-    text = "".join(json.dumps(dict(r), ensure_ascii=False, default=str) + "\n" for r in records)
-    write_text(path, text)
-
-
-def write_table(path: Path, frame: pd.DataFrame) -> None:
-    """Write a DataFrame as Parquet atomically."""
-    _atomic(Path(path), lambda handle: frame.to_parquet(handle, index=False), "wb")
-
-
-def read_json(path: Path) -> Any:
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise RunStoreError(f"{str(path)!r} does not exist") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise RunStoreError(f"{str(path)!r} is not valid JSON ({err})") from None
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """Read a JSONL file; a malformed line is a one-line DataError naming file and line."""
-    records = []
-    try:
-        with open(path, encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as err:
-                    raise DataError(f"{path}:{number}: not valid JSON ({err.msg})") from None
-                if not isinstance(record, dict):
-                    raise DataError(f"{path}:{number}: expected a JSON object per line")
-                records.append(record)
-    except FileNotFoundError:
-        raise DataError(f"{str(path)!r} does not exist") from None
-    except UnicodeDecodeError as err:
-        raise DataError(f"{path}: not UTF-8 text ({err.reason})") from None
-    return records
-
-
-def replace_dir(tmp_dir: Path, final_dir: Path) -> None:
-    """Move a fully written temporary folder into place (old folder removed first)."""
-    if final_dir.exists():
-        shutil.rmtree(final_dir)
-    os.replace(tmp_dir, final_dir)
-
-
-@contextlib.contextmanager
-def staging_dir(final_dir: Path) -> Iterator[Path]:
-    """A temporary sibling folder that becomes ``final_dir`` only if the block succeeds."""
-    final_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final_dir.name}.", dir=final_dir.parent))
-    try:
-        yield tmp
-        replace_dir(tmp, final_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 # ---------------------------------------------------------------- provenance
