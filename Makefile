@@ -20,6 +20,8 @@ $(STAMP): pyproject.toml requirements-data.txt
 	touch $(STAMP)
 
 setup: $(STAMP)
+	# The report tests open report.html in Debian's headless Chromium (CI runs this as root).
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
 
 demo: setup
 	$(BIN)/biasloop run configs/demo.yaml

@@ -71,6 +71,7 @@ def run(
     if not quiet:
         _print_summary(store.root)
     console.print(f"run directory: {store.root}")
+    _print_report_path(store.root)
 
 
 @app.command()
@@ -87,6 +88,22 @@ def resume(
     if not quiet:
         _print_summary(store.root)
     console.print(f"run directory: {store.root}")
+    _print_report_path(store.root)
+
+
+@app.command()
+def report(
+    directory: Path = typer.Argument(..., help="A run directory, or a folder of runs (a sweep)."),
+    samples: int = typer.Option(
+        2, "--samples", min=0, help="Sample generations shown per group and generation."
+    ),
+) -> None:
+    """Write DIR/report.html (self-contained, figures embedded) and DIR/figures/*.png."""
+    from biasloop.report.html import write_report
+
+    with _user_errors():
+        path = write_report(directory, samples_per_group=samples)
+    console.print(f"report: {path}")
 
 
 @app.command("ls")
@@ -166,6 +183,18 @@ def _print_summary(run_dir: Path) -> None:
             cells.append(f"{values['value'].mean():.3f} [{values['ci_low'].mean():.3f}, {values['ci_high'].mean():.3f}]")
         table.add_row(str(condition), *cells)
     console.print(table)
+
+
+def _print_report_path(run_dir: Path) -> None:
+    from biasloop.report.html import report_path
+
+    if report_path(run_dir).exists():
+        console.print(f"report: {report_path(run_dir)}")
+
+
+from biasloop.cli_sweep import sweep  # noqa: E402  (the sweep command lives beside its runner)
+
+app.command("sweep")(sweep)
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -77,8 +77,9 @@ def execute(store: RunStore, config: ExperimentConfig, *, progress: Any = None) 
 
 
 def finalize(store: RunStore, config: ExperimentConfig) -> None:
-    """Merge the metric tables, summarise across seeds and draw the study's plots."""
+    """Merge the metric tables, summarise across seeds, draw the study's plots, write the report."""
     from biasloop.metrics.aggregate import summarize_seeds
+    from biasloop.report.html import write_report
     from biasloop.runner.store import write_table
     from biasloop.runner.studies import get_study
 
@@ -86,6 +87,8 @@ def finalize(store: RunStore, config: ExperimentConfig) -> None:
     summary = summarize_seeds(metrics, confidence=config.metrics.confidence)
     write_table(store.root / "summary.parquet", summary)
     get_study(config.study).plot(summary, store.root / "plots")
+    # Every unit is done here; the manifest says "completed" only once this returns.
+    write_report(store.root, status="completed")
 
 
 def start_run(config: ExperimentConfig, *, out: Path | None = None, progress: Any = None) -> RunStore:

@@ -21,7 +21,7 @@ from biasloop.runner.store import RunStore
 
 Track = Callable[[str, Sequence[Any]], Iterator[Any]]
 
-BUILTIN_STUDY_MODULES = ("biasloop.loop.engine",)
+BUILTIN_STUDY_MODULES = ("biasloop.loop.engine", "biasloop.inherit.study")
 
 
 class Components:

@@ -1,0 +1,102 @@
+"""CrowS-Pairs (Nangia et al. 2020): does the model find the more stereotypical sentence likelier?
+
+Each pair differs only in the group mentioned; ``sent_more`` is the more
+stereotypical sentence. Both are scored as whole sentences with ``loglik`` from
+an empty context, as lm-evaluation-harness does for causal LMs (the original
+benchmark used masked-LM pseudo-likelihoods). Groups: for gender pairs, the
+gender the more-stereotypical sentence is about (from the words the two
+sentences do not share); otherwise the bias type. A second grouping splits
+``stereo`` from ``antistereo`` pairs.
+
+Statistic: ``percent_stereotype = 100 · mean(log p(sent_more) > log p(sent_less))``
+(50 is unbiased), per group, with gaps.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+from pydantic import Field
+
+from biasloop.inherit.evaluations.base import (
+    EVALUATIONS,
+    EvalItem,
+    EvalParams,
+    Evaluation,
+    Statistic,
+    sentence_logliks,
+    take_per_group,
+)
+from biasloop.inherit.lexicons import gender_of_text, words
+from biasloop.inherit.resources import benchmark_root
+from biasloop.inherit.scoring import crows_percent_stereotype
+
+
+class CrowsParams(EvalParams):
+    bias_types: list[str] = Field(default_factory=lambda: ["gender"])
+
+
+@lru_cache(maxsize=1)
+def load_pairs() -> tuple[dict, ...]:
+    import pandas as pd
+
+    frame = pd.read_csv(benchmark_root() / "CrowS-Pairs" / "data" / "crows_pairs_anonymized.csv")
+    return tuple(frame.to_dict(orient="records"))
+
+
+def pair_group(row: dict) -> str | None:
+    """Gender pairs: the gender of the words only ``sent_more`` has; other pairs: the bias type."""
+    if row["bias_type"] != "gender":
+        return str(row["bias_type"])
+    only_more = set(words(row["sent_more"])) - set(words(row["sent_less"]))
+    return gender_of_text(" ".join(only_more))
+
+
+def percent_stereotype(records) -> float:
+    """``100 · mean(log p(sent_more) > log p(sent_less))``."""
+    return crows_percent_stereotype(
+        [r["loglik_more"] for r in records], [r["loglik_less"] for r in records]
+    )
+
+
+@EVALUATIONS.register("crows_pairs")
+class CrowsPairs(Evaluation):
+    name = "crows_pairs"
+    kind = "classification"
+    groupings = ("group", "direction")
+    group_order = ("female", "male", "stereo", "antistereo")
+    Params = CrowsParams
+
+    def check(self) -> None:
+        benchmark_root()
+
+    def build_items(self, generator: np.random.Generator) -> list[EvalItem]:
+        items = []
+        for row in load_pairs():
+            if row["bias_type"] not in self.params.bias_types:
+                continue
+            group = pair_group(row)
+            if group is None:
+                continue
+            items.append(
+                EvalItem(
+                    id=f"crows-{row['Unnamed: 0']}",
+                    groups={"group": group, "direction": str(row["stereo_antistereo"])},
+                    prompt=str(row["sent_more"]),
+                    options=(str(row["sent_more"]), str(row["sent_less"])),
+                    gold=0,
+                )
+            )
+        return take_per_group(items, "group", self.settings.items, generator)
+
+    def respond(self, backend, items, *, seed):
+        sentences = [s for item in items for s in item.options]
+        logliks, _ = sentence_logliks(backend, sentences, batch_size=self.settings.batch_size)
+        return [
+            {"loglik_more": logliks[2 * k], "loglik_less": logliks[2 * k + 1]}
+            for k in range(len(items))
+        ]
+
+    def statistics(self) -> dict[str, Statistic]:
+        return {"percent_stereotype": Statistic(fn=percent_stereotype)}

@@ -1,0 +1,295 @@
+"""Real first names by gender and culture, and their split into augmentation and evaluation.
+
+The packaged table ``data/inheritance/names.json`` was made once by
+:func:`build_names_table` from the ``names-dataset`` package (MIT; first names
+with per-country rank and gender share). A name enters culture ``c`` and gender
+``g`` when
+
+* it is written in Latin letters and has at least 3 of them;
+* at least 90 % of its bearers are of gender ``g`` (75 % for Chinese, whose
+  romanised given names are less gendered);
+* at least 50 % of its bearers live in the culture's countries
+  (:data:`CULTURE_COUNTRIES`);
+* it is ranked in one of the culture's main countries and is not ranked higher
+  there as a last name (drops surnames such as Wang or Chen);
+* Chinese only: it is not among the top 3000 first names of the US, the UK,
+  Indonesia, India or the Philippines (drops English and Indonesian names common
+  among users in Chinese-speaking regions);
+* it is not on :data:`EXCLUDED` (nicknames, kinship words, unaccented duplicates);
+
+and the first :data:`NAMES_PER_CELL` by best rank in the main countries are kept.
+Users can replace the table with ``inheritance.names.file``.
+
+Names are split once, by a seeded hash, into an augmentation half (used in the
+augmented training data) and an evaluation half (used in the salary, hiring and
+story evaluations), so that no evaluated name was seen in training.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from biasloop.errors import DataError
+from biasloop.inherit.resources import packaged_json
+from biasloop.tasks.sources import split_hash
+
+GENDERS = ("female", "male")
+CULTURES = ("arabic", "chinese", "portuguese", "spanish")
+NAMES_PER_CELL = 20
+
+#: Countries (ISO alpha-2) whose residents count towards a culture, and its main countries.
+CULTURE_COUNTRIES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    # Gulf states are left out: their name lists are dominated by South Asian migrants.
+    "arabic": (
+        ("SA", "EG", "JO", "MA", "IQ", "DZ", "TN", "LB", "SY", "YE", "LY", "PS", "SD"),
+        ("SA", "EG", "JO", "MA", "IQ", "DZ", "TN"),
+    ),
+    "chinese": (("CN", "TW", "HK", "MO", "SG", "MY"), ("CN",)),
+    "portuguese": (("PT", "BR", "AO", "MZ"), ("PT", "BR")),
+    "spanish": (
+        (
+            "ES",
+            "MX",
+            "AR",
+            "CO",
+            "CL",
+            "PE",
+            "VE",
+            "EC",
+            "GT",
+            "CU",
+            "BO",
+            "DO",
+            "HN",
+            "PY",
+            "SV",
+            "NI",
+            "CR",
+            "PA",
+            "UY",
+            "PR",
+        ),
+        ("ES", "MX", "AR", "CO"),
+    ),
+}
+
+#: Dropped by hand: nicknames, kinship words ("Oum" = mother of), short forms,
+#: unaccented duplicates and English given names.
+EXCLUDED = frozenset(
+    {
+        "Oum",
+        "Abdou",
+        "Moh",
+        "Abo",
+        "Abou",
+        "Simo",
+        "Fati",
+        "Joao",
+        "Lupita",
+        "Mari",
+        "Mafer",
+        "Eason",
+        "Anson",
+        "Winson",
+        "Queenie",
+        "Rainbow",
+        "Jolin",
+        "Yoyo",
+        "Hebe",
+        "Queena",
+        "Icey",
+        "Amily",
+        "Rainie",
+        "Fion",
+        "Jhon",
+        "Leidy",
+        "Mohamad",
+        "Mouhamed",
+        "Antônio",
+    }
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Person:
+    """One first name with the gender and culture it signals."""
+
+    name: str
+    gender: str
+    culture: str
+
+
+@dataclass(frozen=True)
+class NameTable:
+    """First names by gender and culture."""
+
+    people: tuple[Person, ...]
+
+    def names(self, *, gender: str | None = None, culture: str | None = None) -> list[str]:
+        """Names matching the given gender and/or culture, in table order."""
+        return [
+            p.name
+            for p in self.people
+            if (gender is None or p.gender == gender) and (culture is None or p.culture == culture)
+        ]
+
+    def cell(self, gender: str, culture: str) -> list[Person]:
+        return [p for p in self.people if p.gender == gender and p.culture == culture]
+
+    @property
+    def genders(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(p.gender for p in self.people))
+
+    @property
+    def cultures(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(p.culture for p in self.people))
+
+    def lookup(self, name: str) -> Person | None:
+        return next((p for p in self.people if p.name == name), None)
+
+
+def table_from_mapping(data: Mapping[str, Any], *, source: str) -> NameTable:
+    """``{"cultures": {culture: {gender: [names]}}}`` as a :class:`NameTable`."""
+    cultures = data.get("cultures") if isinstance(data, Mapping) else None
+    if not isinstance(cultures, Mapping) or not cultures:
+        raise DataError(f"{source}: expected {{'cultures': {{culture: {{gender: [names]}}}}}}")
+    people = []
+    for culture, genders in cultures.items():
+        if not isinstance(genders, Mapping):
+            raise DataError(f"{source}: cultures.{culture} must map genders to name lists")
+        for gender, names in genders.items():
+            if not isinstance(names, list) or not all(
+                isinstance(n, str) and n.strip() for n in names
+            ):
+                raise DataError(f"{source}: cultures.{culture}.{gender} must be a list of names")
+            people.extend(
+                Person(name=n.strip(), gender=str(gender), culture=str(culture)) for n in names
+            )
+    return NameTable(tuple(people))
+
+
+def load_names(file: str | None = None) -> NameTable:
+    """The packaged name table, or a user's JSON (same layout) or CSV (name,gender,culture)."""
+    if file is None:
+        return table_from_mapping(packaged_json("names.json"), source="names.json")
+    path = Path(file).expanduser()
+    if not path.is_file():
+        raise DataError(f"inheritance.names.file {file!r}: no such file; give a JSON or CSV file")
+    if path.suffix.lower() == ".csv":
+        import pandas as pd
+
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        missing = {"name", "gender", "culture"} - set(frame.columns)
+        if missing:
+            raise DataError(
+                f"{file}: missing column(s) {sorted(missing)}; need name, gender, culture"
+            )
+        return NameTable(
+            tuple(
+                Person(name=r.name.strip(), gender=r.gender.strip(), culture=r.culture.strip())
+                for r in frame.itertuples()
+                if r.name.strip()
+            )
+        )
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise DataError(f"{file}: not valid JSON ({err.msg})") from None
+    return table_from_mapping(data, source=str(file))
+
+
+def split_names(
+    table: NameTable, *, eval_fraction: float, split_seed: int
+) -> tuple[NameTable, NameTable]:
+    """``(augmentation, evaluation)`` tables: disjoint, every gender × culture cell in both.
+
+    Within a cell, names are ordered by ``split_hash(name, split_seed)``; the first
+    ``round(eval_fraction · n)`` (at least 1 and at most n − 1 when n ≥ 2) go to evaluation.
+    """
+    augment: list[Person] = []
+    evaluate: list[Person] = []
+    for gender in table.genders:
+        for culture in table.cultures:
+            cell = sorted(table.cell(gender, culture), key=lambda p: split_hash(p.name, split_seed))
+            if not cell:
+                continue
+            n_eval = round(eval_fraction * len(cell))
+            if len(cell) >= 2:
+                n_eval = min(max(n_eval, 1), len(cell) - 1)
+            evaluate.extend(cell[:n_eval])
+            augment.extend(cell[n_eval:])
+    return NameTable(tuple(augment)), NameTable(tuple(evaluate))
+
+
+# --------------------------------------------------------------------------- building the table
+
+
+def _candidates(
+    first: Mapping[str, Any], last: Mapping[str, Any], culture: str, gender_code: str
+) -> list[str]:
+    import re
+
+    latin = re.compile(r"^[A-Z][a-zà-ÿ]{2,}$")
+    countries, main = CULTURE_COUNTRIES[culture]
+    min_gender_share = 0.75 if culture == "chinese" else 0.9
+    ranked: list[tuple[int, str]] = []
+    for name, info in first.items():
+        if not latin.match(name) or name in EXCLUDED:
+            continue
+        if (info["gender"] or {}).get(gender_code, 0) < min_gender_share:
+            continue
+        if sum(p for c, p in info["country"].items() if c in countries) < 0.5:
+            continue
+        ranks = [info["rank"][c] for c in main if c in info["rank"]]
+        if not ranks:
+            continue
+        best = min(ranks)
+        if culture == "chinese" and any(
+            info["rank"].get(c, 10**9) <= 3000 for c in ("US", "GB", "ID", "IN", "PH")
+        ):
+            continue
+        as_last = last.get(name)
+        if as_last and any(c in as_last["rank"] and as_last["rank"][c] < best for c in main):
+            continue
+        ranked.append((best, name))
+    return [name for _, name in sorted(ranked)]
+
+
+def build_names_table(
+    names_dataset_dir: str | Path, *, per_cell: int = NAMES_PER_CELL
+) -> dict[str, Any]:
+    """Rebuild ``names.json`` from an installed ``names-dataset`` (``pip install --no-deps``).
+
+    ``names_dataset_dir`` is the package folder holding ``v3/first_names.pkl.gz``.
+    """
+    import gzip
+    import pickle  # the package's own data format; only read from the installed package
+
+    folder = Path(names_dataset_dir) / "v3"
+    with gzip.open(folder / "first_names.pkl.gz", "rb") as handle:
+        first = pickle.load(handle)
+    with gzip.open(folder / "last_names.pkl.gz", "rb") as handle:
+        last = pickle.load(handle)
+    cultures: dict[str, dict[str, list[str]]] = {}
+    for culture in CULTURE_COUNTRIES:
+        cultures[culture] = {
+            gender: _candidates(first, last, culture, gender[0].upper())[:per_cell]
+            for gender in GENDERS
+        }
+    return {
+        "source": "names-dataset 3.3.1 (MIT), first_names.pkl.gz; rules in biasloop.inherit.names",
+        "cultures": cultures,
+    }
+
+
+def all_names(tables: Iterable[NameTable]) -> set[str]:
+    return {p.name for table in tables for p in table.people}
+
+
+def describe(table: NameTable) -> dict[str, dict[str, Sequence[str]]]:
+    """``{culture: {gender: names}}`` of a table (for logs and docs)."""
+    return {c: {g: table.names(gender=g, culture=c) for g in table.genders} for c in table.cultures}
