@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.biasloop-installed
 
-.PHONY: setup demo test test-fast bench clean
+.PHONY: setup browser demo test test-fast bench clean
 
 $(STAMP): pyproject.toml requirements-data.txt
 	$(PYTHON) -m venv $(VENV)
@@ -20,13 +20,15 @@ $(STAMP): pyproject.toml requirements-data.txt
 	touch $(STAMP)
 
 setup: $(STAMP)
-	# The report tests open report.html in Debian's headless Chromium (CI runs this as root).
+
+# The report tests open report.html in Debian's headless Chromium (CI runs as root).
+browser:
 	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
 
 demo: setup
 	$(BIN)/biasloop run configs/demo.yaml
 
-test: setup
+test: setup browser
 	$(BIN)/python -m pytest
 
 test-fast: setup
