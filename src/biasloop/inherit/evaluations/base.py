@@ -177,6 +177,23 @@ EVALUATIONS: Registry[type[Evaluation]] = Registry("evaluation")
 # --------------------------------------------------------------------------- answering
 
 
+class OptionEvaluation(Evaluation):
+    """A classification evaluation: each item's options scored by loglik, the best one chosen.
+
+    ``respond`` marks each answer ``correct`` when the chosen option is the item's gold one.
+    """
+
+    def respond(self, backend, items, *, seed):
+        answers = choose_options(
+            backend,
+            [i.prompt for i in items],
+            [i.options for i in items],
+            chat=self.chat,
+            batch_size=self.settings.batch_size,
+        )
+        return [{**a, "correct": a["choice"] == i.gold} for a, i in zip(answers, items)]
+
+
 def option_continuation(option: str, *, chat: bool) -> str:
     """The continuation scored for an option: the answer in chat, ``" " + option`` in plain text."""
     return option if chat else " " + option

@@ -21,10 +21,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from biasloop.inherit.evaluations.base import (
-    Evaluation,
+    OptionEvaluation,
     Record,
     Statistic,
-    choose_options,
     field_mean,
 )
 from biasloop.inherit.resources import benchmark_root
@@ -56,23 +55,13 @@ def coreference_prompt(sentence: str, pronoun: str) -> str:
     return f'{sentence}\nIn the sentence above, who does "{pronoun}" refer to?'
 
 
-class CoreferenceEvaluation(Evaluation):
+class CoreferenceEvaluation(OptionEvaluation):
     kind = "classification"
     groupings = ("gender", "stereotype")
     group_order = ("female", "male", "neutral", "pro", "anti")
 
     def check(self) -> None:
         benchmark_root()
-
-    def respond(self, backend, items, *, seed):
-        answers = choose_options(
-            backend,
-            [i.prompt for i in items],
-            [i.options for i in items],
-            chat=self.chat,
-            batch_size=self.settings.batch_size,
-        )
-        return [{**a, "correct": a["choice"] == i.gold} for a, i in zip(answers, items)]
 
     def statistics(self) -> dict[str, Statistic]:
         return {

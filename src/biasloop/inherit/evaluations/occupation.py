@@ -27,9 +27,8 @@ from biasloop.inherit.evaluations.base import (
     EVALUATIONS,
     EvalItem,
     EvalParams,
-    Evaluation,
+    OptionEvaluation,
     Statistic,
-    choose_options,
     field_mean,
     take_per_group,
 )
@@ -103,7 +102,7 @@ def mask_occupation(tokens: Sequence[str], profession: str) -> str | None:
 
 
 @EVALUATIONS.register("occupation")
-class OccupationClassification(Evaluation):
+class OccupationClassification(OptionEvaluation):
     name = "occupation"
     kind = "classification"
     groupings = ("gender", "stereotype")
@@ -170,16 +169,6 @@ class OccupationClassification(Evaluation):
             gold=options.index(gold),
             meta={**item.meta, "texts": [item.meta["sentence"]]},
         )
-
-    def respond(self, backend, items, *, seed):
-        answers = choose_options(
-            backend,
-            [i.prompt for i in items],
-            [i.options for i in items],
-            chat=self.chat,
-            batch_size=self.settings.batch_size,
-        )
-        return [{**a, "correct": a["choice"] == i.gold} for a, i in zip(answers, items)]
 
     def statistics(self) -> dict[str, Statistic]:
         return {"accuracy": Statistic(fn=field_mean("correct"))}

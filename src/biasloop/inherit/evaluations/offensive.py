@@ -22,9 +22,8 @@ from biasloop.inherit.evaluations.base import (
     EVALUATIONS,
     EvalItem,
     EvalParams,
-    Evaluation,
+    OptionEvaluation,
     Statistic,
-    choose_options,
     field_mean,
 )
 from biasloop.inherit.lexicons import gender_of_text
@@ -63,7 +62,7 @@ def offensive_f1(records) -> float:
 
 
 @EVALUATIONS.register("offensive")
-class OffensiveDetection(Evaluation):
+class OffensiveDetection(OptionEvaluation):
     name = "offensive"
     kind = "classification"
     groupings = ("gender",)
@@ -94,16 +93,6 @@ class OffensiveDetection(Evaluation):
                         )
                     )
         return items
-
-    def respond(self, backend, items, *, seed):
-        answers = choose_options(
-            backend,
-            [i.prompt for i in items],
-            [i.options for i in items],
-            chat=self.chat,
-            batch_size=self.settings.batch_size,
-        )
-        return [{**a, "correct": a["choice"] == i.gold} for a, i in zip(answers, items)]
 
     def statistics(self) -> dict[str, Statistic]:
         return {

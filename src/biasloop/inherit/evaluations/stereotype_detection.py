@@ -25,9 +25,8 @@ from biasloop.inherit.evaluations.base import (
     EVALUATIONS,
     EvalItem,
     EvalParams,
-    Evaluation,
+    OptionEvaluation,
     Statistic,
-    choose_options,
     field_mean,
     take_per_group,
 )
@@ -67,7 +66,7 @@ def label_f1(records) -> float:
 
 
 @EVALUATIONS.register("stereotype_detection")
-class StereotypeDetection(Evaluation):
+class StereotypeDetection(OptionEvaluation):
     name = "stereotype_detection"
     kind = "classification"
     groupings = ("group",)
@@ -102,16 +101,6 @@ class StereotypeDetection(Evaluation):
                     )
                 )
         return take_per_group(items, "group", self.settings.items, generator)
-
-    def respond(self, backend, items, *, seed):
-        answers = choose_options(
-            backend,
-            [i.prompt for i in items],
-            [i.options for i in items],
-            chat=self.chat,
-            batch_size=self.settings.batch_size,
-        )
-        return [{**a, "correct": a["choice"] == i.gold} for a, i in zip(answers, items)]
 
     def statistics(self) -> dict[str, Statistic]:
         return {"macro_f1": Statistic(fn=label_f1), "accuracy": Statistic(fn=field_mean("correct"))}
