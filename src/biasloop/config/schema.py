@@ -19,6 +19,15 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
+def validate_seeds(value: list[int]) -> list[int]:
+    """Seeds are distinct and in torch's and NumPy's range [0, 2**31 - 1]."""
+    if any(s < 0 or s > 2**31 - 1 for s in value):
+        raise ValueError("every seed must be between 0 and 2147483647")
+    if len(set(value)) != len(value):
+        raise ValueError("seeds must be distinct")
+    return value
+
+
 class Section(BaseModel):
     """Base for every config section: frozen, keyword-only, unknown keys rejected."""
 
@@ -234,11 +243,7 @@ class ExperimentConfig(Section):
     @field_validator("seeds")
     @classmethod
     def _valid_seeds(cls, value: list[int]) -> list[int]:
-        if any(s < 0 or s > 2**31 - 1 for s in value):
-            raise ValueError("every seed must be between 0 and 2147483647")
-        if len(set(value)) != len(value):
-            raise ValueError("seeds must be distinct")
-        return value
+        return validate_seeds(value)
 
     @property
     def run_seeds(self) -> list[int]:

@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from biasloop.config.schema import Section
+from biasloop.config.schema import Section, validate_seeds
 
 # A dotted path of config field names, e.g. ``feedback.rule`` or ``task.params.topics``.
 _AXIS = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_-]+)*")
@@ -123,11 +123,7 @@ class SweepConfig(Section):
     @field_validator("seeds")
     @classmethod
     def _valid_seeds(cls, value: list[int]) -> list[int]:
-        if any(s < 0 or s > 2**31 - 1 for s in value):
-            raise ValueError("every seed must be between 0 and 2147483647")
-        if len(set(value)) != len(value):
-            raise ValueError("seeds must be distinct")
-        return value
+        return validate_seeds(value)
 
     @field_validator("executor", "address")
     @classmethod
