@@ -46,7 +46,7 @@ def test_bad_config_gives_one_line_error_naming_field_value_and_valid(tmp_path, 
     ("overrides", "expected"),
     [
         (["feedback.rule=nonsense"], "unknown feedback rule 'nonsense'; valid: exponential, retention, static"),
-        (["mitigation.name=magic"], "unknown mitigation 'magic'; valid: balanced_reward_rejection, none"),
+        (["mitigation.name=magic"], "unknown mitigation 'magic'; valid: balanced_reward_rejection, loss, mask, none"),
         (["task.name=poetry"], "unknown task 'poetry'; valid:"),
     ],
 )

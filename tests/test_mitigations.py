@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from biasloop.config import MitigationConfig
-from biasloop.mitigate import CURATIONS, CandidateSet, CurationContext, acceptance_rates
+from biasloop.mitigate import MITIGATIONS, CandidateSet, CurationContext, acceptance_rates
 
 
 def _candidates():
@@ -27,13 +27,13 @@ def _context(**overrides):
 
 
 def test_none_accepts_first_candidate_of_every_query():
-    accepted = CURATIONS.get("none")(_candidates(), _context())
+    accepted = MITIGATIONS.get("none").curate(_candidates(), _context())
     assert [(a.query_id, a.response) for a in accepted] == [("q1", "x"), ("q2", "x"), ("q3", "x"), ("q4", "x")]
 
 
 def test_reward_rejection_takes_best_of_k_above_threshold():
     served = _candidates()
-    accepted = CURATIONS.get("reward_rejection")(served, _context())
+    accepted = MITIGATIONS.get("reward_rejection").curate(served, _context())
     assert [(a.query_id, a.response, a.reward) for a in accepted] == [
         ("q1", "y", 0.9), ("q3", "x", 0.6), ("q4", "x", 0.7)]
     assert acceptance_rates(served, accepted, ["a", "b"]) == {"a": pytest.approx(2 / 3), "b": 1.0}
@@ -42,7 +42,7 @@ def test_reward_rejection_takes_best_of_k_above_threshold():
 def test_balanced_reward_rejection_holds_group_counts_to_targets():
     # reward rejection accepts 2 of group a and 1 of group b (3 in all); targets 1/2 each:
     # quotas round(1.5) = 2 for each group, so b's single item is drawn again.
-    accepted = CURATIONS.get("balanced_reward_rejection")(_candidates(), _context())
+    accepted = MITIGATIONS.get("balanced_reward_rejection").curate(_candidates(), _context())
     groups = [a.group for a in accepted]
     assert groups.count("a") == 2 and groups.count("b") == 2
     assert {a.query_id for a in accepted if a.group == "b"} == {"q4"}
@@ -50,14 +50,14 @@ def test_balanced_reward_rejection_holds_group_counts_to_targets():
 
 def test_random_rejection_matches_reward_rejection_rate_on_average():
     served = _candidates() * 250
-    kept = CURATIONS.get("random_rejection")(served, _context())
+    kept = MITIGATIONS.get("random_rejection").curate(served, _context())
     assert len(kept) / len(served) == pytest.approx(3 / 4, abs=0.05)
     assert all(a.response == "x" for a in kept)
-    fixed = CURATIONS.get("random_rejection")(served, _context(acceptance_rate=0.2))
+    fixed = MITIGATIONS.get("random_rejection").curate(served, _context(acceptance_rate=0.2))
     assert len(fixed) / len(served) == pytest.approx(0.2, abs=0.05)
 
 
 def test_reweight_gives_inverse_share_weights_with_mean_one():
     # served shares: a = 3/4, b = 1/4; raw w = (0.5/0.75, 0.5/0.25) = (2/3, 2); mean = (3·2/3 + 2)/4 = 1
-    accepted = CURATIONS.get("reweight")(_candidates(), _context())
+    accepted = MITIGATIONS.get("reweight").curate(_candidates(), _context())
     assert [a.weight for a in accepted] == pytest.approx([2 / 3, 2 / 3, 2 / 3, 2.0])

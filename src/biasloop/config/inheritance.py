@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from biasloop.config.schema import Section
+from biasloop.config.schema import ModelConfig, Section
 
 #: Every downstream evaluation shipped with biasloop, in report order.
 DEFAULT_EVALUATIONS = (
@@ -87,6 +87,11 @@ class AugmentationConfig(Section):
     roles: list[str] = Field(
         default_factory=list,
         description="Occupations the templates write about; empty means the packaged list.",
+    )
+    model: ModelConfig | None = Field(
+        None,
+        description="The augmenter: the model that writes round-1 augmented texts (it only "
+        "generates, so a served API model works). Empty means the study's base model M_0.",
     )
 
 

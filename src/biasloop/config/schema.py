@@ -170,13 +170,64 @@ class FeedbackConfig(Section):
     )
 
 
+class TokenMitigationConfig(Section):
+    """``token``: a bias-warning tag prefixed to every augmented (synthetic) example."""
+
+    tag: str = Field(
+        "[AUGMENTED: MAY CONTAIN BIAS]",
+        min_length=1,
+        max_length=200,
+        description="Text prefixed to each augmented example.",
+    )
+    position: Literal["prompt", "response"] = Field(
+        "prompt",
+        description="`prompt`: the tag conditions the example (the model never has to write "
+        "it); `response`: the tag starts the trained answer.",
+    )
+
+
+class MaskMitigationConfig(Section):
+    """``mask``: sensitive cues in augmented text replaced by a mask or a neutral word."""
+
+    lexicons: list[str] = Field(
+        default_factory=lambda: ["gender_terms", "names", "culture_terms"],
+        min_length=1,
+        description="Built-in lexicons (`gender_terms`, `names`, `culture_terms`) or paths to "
+        "JSON ({term: neutral word} or [terms]) or text files (one term per line, optionally "
+        "`term<TAB>neutral word`).",
+    )
+    replacement: Literal["mask", "neutral"] = Field(
+        "mask", description="`mask`: every cue becomes `mask_token`; `neutral`: a neutral word."
+    )
+    mask_token: str = Field("[MASK]", min_length=1, max_length=50)
+    fields: list[Literal["prompt", "response"]] = Field(
+        default_factory=lambda: ["prompt", "response"],
+        min_length=1,
+        description="Which texts of an augmented example are masked.",
+    )
+
+
+class LossMitigationConfig(Section):
+    """``loss``: the SFT loss plus ``μ · ‖mean h_L(original) − mean h_L(augmented)‖²`` per batch."""
+
+    weight: float = Field(
+        0.01,
+        ge=0.0,
+        le=1e6,
+        description="μ, the weight of the hidden-state alignment term. The squared gap scales "
+        "with the hidden size: about 175 between 8 BOLD and 8 model-written texts on "
+        "SmolLM2-135M (576 dims), so μ = 0.01 makes it comparable to the SFT loss.",
+    )
+
+
 class MitigationConfig(Section):
-    """How served candidates become the accepted synthetic set."""
+    """How served candidates become the accepted synthetic set, and how it is trained on."""
 
     name: str = Field(
         "none",
         description="Registered mitigation: none, reward_rejection, "
-        "balanced_reward_rejection, random_rejection, reweight.",
+        "balanced_reward_rejection, random_rejection, reweight (curation, SCPL); "
+        "token, mask, loss (training data and objective, both studies).",
     )
     candidates: int = Field(1, ge=1, le=64, description="Candidates k drawn per query.")
     threshold: float = Field(
@@ -189,6 +240,9 @@ class MitigationConfig(Section):
     acceptance_rate: float | None = Field(
         None, gt=0.0, le=1.0, description="random_rejection: fixed rate (else matched)."
     )
+    token: TokenMitigationConfig = Field(default_factory=TokenMitigationConfig)
+    mask: MaskMitigationConfig = Field(default_factory=MaskMitigationConfig)
+    loss: LossMitigationConfig = Field(default_factory=LossMitigationConfig)
 
 
 class MetricsConfig(Section):

@@ -13,6 +13,14 @@ For each seed the study
    ``γ > 0`` fine-tunes ``M_0`` on ``D_o`` plus the pool's first ``n_a(γ)`` texts
    and evaluates it.
 
+Every condition of a seed draws the same random numbers (augmentation prompts
+and sampling, training order and dropout, evaluation sampling), so two conditions
+differ only by what their configs change: a paired comparison. Work whose inputs
+are identical in another condition of the seed (the round-1 pool; a fine-tune on
+the same data, e.g. every condition's ``γ = 0`` model under a data mitigation) is
+copied from it rather than recomputed. ``mitigation.name`` applies to every
+fine-tune (``token``/``mask`` rewrite the augmented records; ``loss`` adds its term).
+
 Every unit writes its outputs through the run store and is skipped when its
 output exists, so a killed run resumes where it stopped. Layout below
 ``conditions/<condition>/seed-<seed>/``::
@@ -33,9 +41,12 @@ config conditions), and the extra columns ``bias_ratio``, ``bias_type``,
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
 import re
+import shutil
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,7 +70,14 @@ from biasloop.inherit.templates import (
     load_roles,
     resolve_bias_type,
 )
+from biasloop.mitigate import (
+    MITIGATIONS,
+    TrainingContext,
+    prepare_training_records,
+    training_loss_term,
+)
 from biasloop.models.base import ModelBackend, TrainExample
+from biasloop.io import staging_dir
 from biasloop.runner.store import (
     RunStore,
     read_json,
@@ -204,6 +222,7 @@ class InheritanceRun:
         seed: int,
         store: RunStore,
         backend: Callable[[], ModelBackend],
+        augmenter: Callable[[], ModelBackend] | None = None,
         track: Track = _no_progress,
     ) -> None:
         self.config = config
@@ -212,6 +231,8 @@ class InheritanceRun:
         self.seed = seed
         self.store = store
         self._get_backend = backend
+        self._get_augmenter = augmenter
+        self._current: ModelBackend | None = None
         self.track = track
         self.folder = store.path("conditions", condition, f"seed-{seed}")
         self.loaded: Path | None | str = "unknown"  # which model the backend holds
@@ -227,7 +248,16 @@ class InheritanceRun:
     # ------------------------------------------------------------------ model state
 
     def backend(self) -> ModelBackend:
-        return self._get_backend()
+        backend = self._get_backend()
+        if backend is not self._current:  # a fresh load holds M_0
+            self._current, self.loaded = backend, None
+        return backend
+
+    def augmenter(self) -> ModelBackend:
+        """The model writing round-1 augmented texts: ``augmentation.model`` or ``M_0``."""
+        if self._get_augmenter is None:
+            return self.use_model(None)
+        return self._get_augmenter()
 
     def use_model(self, model_dir: Path | None) -> ModelBackend:
         """The backend holding ``M_0`` (``None``) or the fine-tune saved in ``model_dir``."""
@@ -348,16 +378,20 @@ class InheritanceRun:
                 if r["meta"]["valid"]
             ]
             return valid[: read_json(summary_path)["used"]]
+        key = self.pool_key(bias_type, round_index, writer)
+        if writer is None and self.copy_shared_pool(folder, key):
+            return self._pool(
+                bias_type=bias_type, count=count, folder=folder, round_index=round_index,
+                writer=writer, items=items,
+            )
         writer_dir = None if writer is None else self.model_dir(writer)
         pool = write_augmented(
-            model=lambda: self.use_model(writer_dir),
+            model=self.augmenter if writer is None else lambda: self.use_model(writer_dir),
             composer=composer_for(self.config, bias_type, self.augment_names),
             count=count,
             config=self.settings.augmentation,
             batch_size=self.config.generation.batch_size,
-            seed=derive_seed(
-                self.seed, self.condition, round_index, *(writer.parts() if writer else ())
-            ),
+            seed=derive_seed(self.seed, round_index, *(writer.parts() if writer else ())),
             folder=folder,
             round_index=round_index,
             written_by=writer.label() if writer else "base",
@@ -386,9 +420,52 @@ class InheritanceRun:
                 "used": len(pool),
                 "eval_items_overlapping": overlaps,
                 "written_by": writer.label() if writer else "base",
+                "key": key,
             },
         )
         return pool
+
+    def pool_key(self, bias_type: str, round_index: int, writer: Unit | None) -> str:
+        """A hash of everything a pool's texts depend on (not the condition's name)."""
+        settings = self.settings
+        inputs = {
+            "seed": self.seed,
+            "bias_type": bias_type,
+            "round": round_index,
+            "writer": writer.parts() if writer else None,
+            "model": (settings.augmentation.model or self.config.model).model_dump(mode="json"),
+            "batch_size": self.config.generation.batch_size,
+            "count": pool_size(self.config),
+            **settings.model_dump(
+                mode="json",
+                include={
+                    "augmentation", "attribute", "target_groups", "intersect_with",
+                    "attributes", "names", "templates",
+                },
+            ),
+        }
+        return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
+
+    def copy_shared_pool(self, folder: Path, key: str) -> bool:
+        """Reuse a finished round-1 pool of another condition of this seed with the same key.
+
+        Conditions that differ only in training (a mitigation, a training setting)
+        then train on the very same augmented texts, and ``M_0`` writes them once.
+        """
+        relative = folder.relative_to(self.folder)
+        for sibling in sorted(self.store.path("conditions").glob(f"*/seed-{self.seed}")):
+            source = sibling / relative
+            summary = source / "pool.json"
+            if sibling == self.folder or not summary.exists():
+                continue
+            if read_json(summary).get("key") != key:
+                continue
+            for chunk in sorted(source.glob("chunk-*.jsonl")):
+                write_jsonl(folder / chunk.name, read_jsonl(chunk))
+            write_json(folder / "pool.json", {**read_json(summary), "copied_from": sibling.parent.name})
+            log.info("augmented pool %s: reused from condition %s", relative, sibling.parent.name)
+            return True
+        return False
 
     def first_round_pool(
         self, bias_type: str, items: dict[str, list[EvalItem]]
@@ -432,7 +509,15 @@ class InheritanceRun:
             unit.label(self.condition),
             len(records),
         )
-        write_jsonl(folder / "train.jsonl", records)
+        records = prepare_training_records(
+            records,
+            TrainingContext(config=self.config.mitigation, names_file=self.settings.names.file),
+        )
+        extra_loss = training_loss_term(self.config.mitigation)
+        key = self.training_key(unit, records, with_loss_term=extra_loss is not None)
+        if self.copy_shared_unit(unit, key):
+            return
+        write_jsonl(folder / "train.jsonl", records)  # exactly what is trained on
         backend = self.backend()
         backend.reset_to_base()
         self.loaded = "changing"
@@ -445,7 +530,8 @@ class InheritanceRun:
         result = backend.train(
             examples,
             config=self.config.training,
-            seed=derive_seed(self.seed, self.condition, *unit.parts(), "train"),
+            seed=derive_seed(self.seed, *unit.parts(), "train"),
+            extra_loss=extra_loss,
         )
         backend.save(folder / "model")
         self.loaded = folder / "model"
@@ -460,8 +546,54 @@ class InheritanceRun:
                 "mean_loss": float(np.mean(result.step_losses)) if result.step_losses else math.nan,
                 "tokens": result.tokens_seen,
                 "seconds": result.seconds,
+                "key": key,
             },
         )
+
+    def training_key(
+        self, unit: Unit, records: Sequence[dict[str, Any]], *, with_loss_term: bool
+    ) -> str:
+        """A hash of everything a fine-tune depends on: data, model, training, seed, loss term.
+
+        The loss term counts only when the data has augmented records (it is zero
+        otherwise), so e.g. every condition's ``γ = 0`` model is the same model.
+        """
+        augmented = any(r["source"] == "synthetic" for r in records)
+        inputs = {
+            "seed": self.seed,
+            "unit": unit.parts(),
+            "records": [[r["prompt"], r["response"], r["source"]] for r in records],
+            "model": self.config.model.model_dump(mode="json"),
+            "training": self.config.training.model_dump(mode="json"),
+            "loss_term": (
+                self.config.mitigation.model_dump(mode="json", include={"name", "loss"})
+                if with_loss_term and augmented
+                else None
+            ),
+        }
+        return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
+
+    def copy_shared_unit(self, unit: Unit, key: str) -> bool:
+        """Reuse another condition's finished fine-tune (model and outputs) with the same key."""
+        folder = self.unit_dir(unit)
+        relative = folder.relative_to(self.folder)
+        for sibling in sorted(self.store.path("conditions").glob(f"*/seed-{self.seed}")):
+            source = sibling / relative
+            summary = source / "train.json"
+            if sibling == self.folder or not summary.exists():
+                continue
+            if read_json(summary).get("key") != key:
+                continue
+            with staging_dir(folder / "model") as staged:
+                shutil.copytree(source / "model", staged, dirs_exist_ok=True)
+            for output in sorted((source / "outputs").glob("*.jsonl")):
+                write_jsonl(folder / "outputs" / output.name, read_jsonl(output))
+            write_jsonl(folder / "train.jsonl", read_jsonl(source / "train.jsonl"))
+            write_json(folder / "train.json", {**read_json(summary), "copied_from": sibling.parent.name})
+            log.info("%s: same training inputs as condition %s; reused its model",
+                     unit.label(self.condition), sibling.parent.name)
+            return True
+        return False
 
     # ------------------------------------------------------------------ evaluation
 
@@ -482,7 +614,7 @@ class InheritanceRun:
             backend = self.use_model(self.model_dir(unit))
             rows = items[evaluation.name]
             answers = evaluation.respond(
-                backend, rows, seed=derive_seed(self.seed, self.condition, "eval", evaluation.name)
+                backend, rows, seed=derive_seed(self.seed, "eval", evaluation.name)
             )
             records = [{**item.record(), **answer} for item, answer in zip(rows, answers)]
             write_jsonl(path, records)
@@ -507,7 +639,7 @@ class InheritanceRun:
                 records,
                 reference=None if reference is None else reference[evaluation.name],
                 settings=self.measure_settings,
-                seed=derive_seed(self.seed, self.condition, "measure", *unit.parts()),
+                seed=derive_seed(self.seed, "measure", *unit.parts()),
             )
             rows += [{**r, "task": evaluation.name} for r in task_rows]
         if not unit.is_base:
@@ -560,6 +692,7 @@ class InheritanceRun:
 def check_inheritance(config: ExperimentConfig) -> None:
     """Fail before any work on an unknown evaluation, bias type, attribute, group, or no data."""
     settings = config.inheritance
+    MITIGATIONS.get(config.mitigation.name)
     for name in settings.evaluation_settings:
         if name not in EVALUATIONS:
             raise ConfigError(
@@ -602,6 +735,11 @@ def run_inheritance(
         seed=seed,
         store=store,
         backend=lambda: components.backend(config.model),
+        augmenter=(
+            (lambda: components.backend(augmenter_model))
+            if (augmenter_model := config.inheritance.augmentation.model) is not None
+            else None
+        ),
         track=track or _no_progress,
     ).run()
 

@@ -40,7 +40,16 @@ from biasloop.config.schema import ExperimentConfig
 from biasloop.loop.feedback import FEEDBACK_RULES, PopulationState
 from biasloop.metrics import scpl as metrics
 from biasloop.metrics.stats import bootstrap_ci
-from biasloop.mitigate import CURATIONS, THRESHOLDED, CandidateSet, CurationContext, acceptance_rates
+from biasloop.mitigate import (
+    MITIGATIONS,
+    THRESHOLDED,
+    CandidateSet,
+    CurationContext,
+    TrainingContext,
+    acceptance_rates,
+    prepare_training_records,
+    training_loss_term,
+)
 from biasloop.models.base import ModelBackend, TrainExample
 from biasloop.report.plots import plot_loop
 from biasloop.runner.store import RunStore, read_json, read_jsonl, write_json, write_jsonl, write_table
@@ -215,7 +224,7 @@ class LoopRun:
             config=self.config.mitigation, groups=self.groups, shares=self.state(t).shares,
             target_shares=self.target_shares, rng=rng(self.seed, self.condition, t, "curate"),
         )
-        accepted = CURATIONS.get(self.config.mitigation.name)(candidates, context)
+        accepted = MITIGATIONS.get(self.config.mitigation.name).curate(candidates, context)
         write_jsonl(self.gen_dir(t) / "synthetic.jsonl", [
             {"id": f"syn-{t}-{i}", "group": a.group, "prompt": a.prompt, "response": a.response,
              "source": "synthetic", "generation": t,
@@ -378,15 +387,19 @@ class LoopRun:
         else:
             self.use_model(t)
         self.loaded_generation = None  # the backend is being changed
+        prepared = prepare_training_records(records, TrainingContext(config=self.config.mitigation))
+        if prepared != list(records):
+            write_jsonl(self.gen_dir(t) / "train.jsonl", prepared)  # what was trained on
         examples = [
             TrainExample(prompt=r["prompt"], response=r["response"],
                          weight=float((r.get("meta") or {}).get("weight", 1.0)),
                          is_augmented=r["source"] == "synthetic")
-            for r in records
+            for r in prepared
         ]
         if examples:
             result = self.backend.train(examples, config=self.config.training,
-                                        seed=derive_seed(self.seed, self.condition, t, "train"))
+                                        seed=derive_seed(self.seed, self.condition, t, "train"),
+                                        extra_loss=training_loss_term(self.config.mitigation))
             losses, tokens, seconds = result.step_losses, result.tokens_seen, result.seconds
         else:
             log.warning("generation %d: empty training set; M_%d = M_%d", t, t + 1, t)
@@ -403,7 +416,7 @@ def check_scpl(config: ExperimentConfig) -> None:
     from biasloop.tasks.base import validate_task_params
 
     FEEDBACK_RULES.get(config.feedback.rule)
-    CURATIONS.get(config.mitigation.name)
+    MITIGATIONS.get(config.mitigation.name)
     validate_task_params(config.task)
 
 

@@ -1,20 +1,36 @@
-"""Mitigations: curation rules for the loop (registered in ``CURATIONS``)."""
+"""Mitigations, one registry (``MITIGATIONS``) for both studies.
 
-from biasloop.mitigate import rejection  # noqa: F401  (registers the built-in rules)
+Curation rules (``none``, ``reward_rejection``, ``balanced_reward_rejection``,
+``random_rejection``, ``reweight``) choose the SCPL loop's synthetic data;
+``token``, ``mask`` and ``loss`` rewrite augmented training data or add a loss
+term, in either study.
+"""
+
+from biasloop.mitigate import rejection, training  # noqa: F401  (register the built-ins)
 from biasloop.mitigate.base import (
-    CURATIONS,
+    MITIGATIONS,
     THRESHOLDED,
     Accepted,
     CandidateSet,
     CurationContext,
+    Mitigation,
+    TrainingContext,
     acceptance_rates,
+    prepare_training_records,
+    register_curation,
+    training_loss_term,
 )
 
 __all__ = [
-    "CURATIONS",
+    "MITIGATIONS",
     "THRESHOLDED",
     "Accepted",
     "CandidateSet",
     "CurationContext",
+    "Mitigation",
+    "TrainingContext",
     "acceptance_rates",
+    "prepare_training_records",
+    "register_curation",
+    "training_loss_term",
 ]

@@ -1,13 +1,27 @@
-"""Curation plug-ins: how served candidates become the accepted synthetic set S_t."""
+"""Mitigation plug-ins, one registry for both studies.
+
+A :class:`Mitigation` may act at three points, and registers under its
+``mitigation.name``:
+
+* ``curate`` (SCPL): which of the ``k`` served candidates become the accepted
+  synthetic set ``S_t`` and with what loss weight;
+* ``rewrite`` (both studies): how augmented/synthetic training records are
+  rewritten before fine-tuning (a warning tag, masked cues);
+* ``loss_term`` (both studies): an extra term added to every training step's loss.
+
+A mitigation that only rewrites or only adds a loss term curates like ``none``.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from biasloop.config.schema import MitigationConfig
+from biasloop.models.base import ExtraLoss
 from biasloop.registry import Registry
 
 
@@ -49,8 +63,72 @@ class CurationContext:
     rng: np.random.Generator
 
 
+@dataclass(frozen=True, kw_only=True)
+class TrainingContext:
+    """What a rewrite may look at: its config and where the name table lives."""
+
+    config: MitigationConfig
+    names_file: str | None = None
+
+
 Curation = Callable[[Sequence[CandidateSet], CurationContext], list[Accepted]]
-CURATIONS: Registry[Curation] = Registry("mitigation")
+Rewrite = Callable[[Sequence[dict[str, Any]], TrainingContext], list[dict[str, Any]]]
+LossTerm = Callable[[MitigationConfig], ExtraLoss]
+
+
+def first_candidates(served: Sequence[CandidateSet], context: CurationContext) -> list[Accepted]:
+    """Accept the first sampled candidate of every query (plain self-consumption)."""
+    return [
+        Accepted(
+            query_id=c.query_id,
+            group=c.group,
+            prompt=c.prompt,
+            response=c.responses[0],
+            reward=c.rewards[0],
+        )
+        for c in served
+    ]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Mitigation:
+    """A registered mitigation; parts left ``None`` change nothing."""
+
+    curate: Curation = first_candidates
+    rewrite: Rewrite | None = None
+    loss_term: LossTerm | None = None
+
+
+MITIGATIONS: Registry[Mitigation] = Registry("mitigation")
+
+
+def register_curation(name: str) -> Callable[[Curation], Curation]:
+    """Register a curation-only mitigation under ``name`` (decorator)."""
+
+    def decorate(curate: Curation) -> Curation:
+        MITIGATIONS.register(name)(Mitigation(curate=curate))
+        return curate
+
+    return decorate
+
+
+def is_augmented(record: Mapping[str, Any]) -> bool:
+    """Training records written by a model (``source: synthetic``) are the augmented ones."""
+    return record.get("source") == "synthetic"
+
+
+def prepare_training_records(
+    records: Sequence[dict[str, Any]], context: TrainingContext
+) -> list[dict[str, Any]]:
+    """The records as the configured mitigation rewrites them (unchanged if it does not)."""
+    rewrite = MITIGATIONS.get(context.config.name).rewrite
+    return list(records) if rewrite is None else rewrite(records, context)
+
+
+def training_loss_term(config: MitigationConfig) -> ExtraLoss | None:
+    """The configured mitigation's extra loss term, if it has one."""
+    loss_term = MITIGATIONS.get(config.name).loss_term
+    return None if loss_term is None else loss_term(config)
 
 # Mitigations whose acceptance depends on the reward threshold, so that resampling
 # rejected queries can help.

@@ -1,6 +1,7 @@
-"""SCPL mitigations: no curation, reward-based rejection sampling and its controls.
+"""Curation mitigations: no curation, reward-based rejection sampling and its controls.
 
-Each rule is registered under its ``mitigation.name``.
+Each rule is registered under its ``mitigation.name``; they act where candidates
+are served, in the SCPL loop.
 """
 
 from __future__ import annotations
@@ -9,7 +10,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from biasloop.mitigate.base import CURATIONS, Accepted, CandidateSet, CurationContext
+from biasloop.mitigate.base import (
+    Accepted,
+    CandidateSet,
+    CurationContext,
+    first_candidates,
+    register_curation,
+)
 
 
 def _accept(candidates: CandidateSet, index: int, weight: float = 1.0) -> Accepted:
@@ -23,20 +30,17 @@ def _accept(candidates: CandidateSet, index: int, weight: float = 1.0) -> Accept
     )
 
 
-@CURATIONS.register("none")
-def no_mitigation(served: Sequence[CandidateSet], context: CurationContext) -> list[Accepted]:
-    """Accept the first sampled candidate of every query (plain self-consumption)."""
-    return [_accept(c, 0) for c in served]
+register_curation("none")(first_candidates)
 
 
-@CURATIONS.register("reward_rejection")
+@register_curation("reward_rejection")
 def reward_rejection(served: Sequence[CandidateSet], context: CurationContext) -> list[Accepted]:
     """Best-of-k by the query group's reward, accepted iff ``max_i r_g(y_i) ≥ τ``."""
     threshold = context.config.threshold
     return [_accept(c, c.best()) for c in served if c.rewards[c.best()] >= threshold]
 
 
-@CURATIONS.register("balanced_reward_rejection")
+@register_curation("balanced_reward_rejection")
 def balanced_reward_rejection(
     served: Sequence[CandidateSet], context: CurationContext
 ) -> list[Accepted]:
@@ -67,7 +71,7 @@ def balanced_reward_rejection(
     return result
 
 
-@CURATIONS.register("random_rejection")
+@register_curation("random_rejection")
 def random_rejection(served: Sequence[CandidateSet], context: CurationContext) -> list[Accepted]:
     """Control with the same acceptance rate as reward rejection but no use of reward.
 
@@ -82,7 +86,7 @@ def random_rejection(served: Sequence[CandidateSet], context: CurationContext) -
     return [_accept(c, 0) for c, kept in zip(served, keep) if kept]
 
 
-@CURATIONS.register("reweight")
+@register_curation("reweight")
 def reweight(served: Sequence[CandidateSet], context: CurationContext) -> list[Accepted]:
     """Accept every first candidate with inverse-share loss weights.
 

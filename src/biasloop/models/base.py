@@ -8,7 +8,7 @@ tiny random model are interchangeable.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,13 @@ from typing import Any
 import torch
 
 from biasloop.config.schema import GenerationConfig, TrainingConfig
+
+
+#: ``extra_loss(model_outputs, batch) -> scalar`` adds a term to the training loss.
+#: ``batch`` holds ``input_ids``, ``attention_mask``, ``labels`` (``-100`` off the
+#: response), ``weights`` (float) and ``is_augmented`` (bool), all ``[batch, ...]``
+#: tensors; the forward pass is run with ``output_hidden_states=True``.
+ExtraLoss = Callable[[Any, dict[str, torch.Tensor]], torch.Tensor]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -93,8 +100,12 @@ class ModelBackend(ABC):
         config: TrainingConfig,
         seed: int = 0,
         progress: bool = False,
+        extra_loss: ExtraLoss | None = None,
     ) -> TrainResult:
-        """Fine-tune in place (LoRA or full weights) on ``examples``."""
+        """Fine-tune in place (LoRA or full weights) on ``examples``.
+
+        ``extra_loss``, when given, is added to every step's loss (see :data:`ExtraLoss`).
+        """
 
     @abstractmethod
     def save(self, path: Path) -> None:

@@ -24,16 +24,10 @@ import torch.nn.functional as F
 from biasloop.config.schema import GenerationConfig, ModelConfig, TrainingConfig
 from biasloop.errors import BiasloopError, ConfigError
 from biasloop.io import staging_dir
-from biasloop.models.base import ModelBackend, TrainExample, TrainResult
+from biasloop.models.base import ExtraLoss, ModelBackend, TrainExample, TrainResult
 from biasloop.seeding import derive_seed, rng
 
 logger = logging.getLogger("biasloop.models")
-
-#: ``extra_loss(model_outputs, batch) -> scalar`` adds a term to the training loss.
-#: ``batch`` holds ``input_ids``, ``attention_mask``, ``labels`` (``-100`` off the
-#: response), ``weights`` (float) and ``is_augmented`` (bool), all ``[batch, ...]``
-#: tensors; the forward pass is run with ``output_hidden_states=True``.
-ExtraLoss = Callable[[Any, dict[str, torch.Tensor]], torch.Tensor]
 
 STATE_FILE = "biasloop_state.json"
 _IGNORE = -100

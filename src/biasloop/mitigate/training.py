@@ -1,0 +1,101 @@
+"""Training-time mitigations for augmented data: ``token``, ``mask`` and ``loss``.
+
+They act on the augmented (model-written, ``source: synthetic``) records of a
+training set and on the training objective, so they apply unchanged in both
+studies: to ``D_a`` in the bias inheritance study and to the accepted synthetic
+set ``S_t`` in the SCPL loop. Original (``real``) records are never changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from biasloop.config.schema import MitigationConfig
+from biasloop.inherit.cues import LexiconSources, Masker, load_lexicons
+from biasloop.mitigate.base import MITIGATIONS, Mitigation, TrainingContext, is_augmented
+from biasloop.models.base import ExtraLoss
+
+
+def _with_note(record: dict[str, Any], name: str, **note: Any) -> dict[str, Any]:
+    meta = dict(record.get("meta") or {})
+    meta["mitigation"] = {"name": name, **note}
+    return {**record, "meta": meta}
+
+
+def tag_augmented(
+    records: Sequence[dict[str, Any]], context: TrainingContext
+) -> list[dict[str, Any]]:
+    """Prefix ``mitigation.token.tag`` to the prompt (or response) of every augmented record."""
+    settings = context.config.token
+    result = []
+    for record in records:
+        if is_augmented(record):
+            field = settings.position
+            record = _with_note(
+                {**record, field: f"{settings.tag} {record[field]}"}, "token", tag=settings.tag
+            )
+        result.append(record)
+    return result
+
+
+def mask_augmented(
+    records: Sequence[dict[str, Any]], context: TrainingContext
+) -> list[dict[str, Any]]:
+    """Replace the lexicons' cues in every augmented record's masked fields.
+
+    ``meta.mitigation.masked`` counts the cues replaced in each record.
+    """
+    settings = context.config.mask
+    masker = Masker(
+        load_lexicons(settings.lexicons, sources=LexiconSources(names_file=context.names_file)),
+        replacement=settings.replacement,
+        mask_token=settings.mask_token,
+    )
+    result = []
+    for record in records:
+        if is_augmented(record):
+            changed, count = dict(record), 0
+            for field in settings.fields:
+                changed[field], replaced = masker.mask(record[field])
+                count += replaced
+            record = _with_note(changed, "mask", masked=count)
+        result.append(record)
+    return result
+
+
+def mean_pooled_last_hidden(outputs: Any, attention_mask: torch.Tensor) -> torch.Tensor:
+    """``h_L(x)``: the last layer's hidden states averaged over the non-padding tokens."""
+    hidden = outputs.hidden_states[-1]
+    mask = attention_mask.to(hidden.dtype).unsqueeze(-1)
+    return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+
+
+def alignment_loss(weight: float) -> ExtraLoss:
+    """``μ · ‖mean_{x∈O} h_L(x) − mean_{x∈A} h_L(x)‖²`` over a batch's original (O) and augmented (A) examples.
+
+    ``h_L`` is :func:`mean_pooled_last_hidden`; the term is 0 for a batch that
+    lacks either kind, so it only pulls the two distributions together where
+    both are present.
+    """
+
+    def term(outputs: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        pooled = mean_pooled_last_hidden(outputs, batch["attention_mask"]).float()
+        augmented = batch["is_augmented"].to(pooled.device).bool()
+        if augmented.all() or not augmented.any():
+            return pooled.sum() * 0.0  # keeps the graph; contributes nothing
+        gap = pooled[~augmented].mean(0) - pooled[augmented].mean(0)
+        return weight * gap.pow(2).sum()
+
+    return term
+
+
+def _alignment_term(config: MitigationConfig) -> ExtraLoss:
+    return alignment_loss(config.loss.weight)
+
+
+MITIGATIONS.register("token")(Mitigation(rewrite=tag_augmented))
+MITIGATIONS.register("mask")(Mitigation(rewrite=mask_augmented))
+MITIGATIONS.register("loss")(Mitigation(loss_term=_alignment_term))
