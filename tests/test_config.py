@@ -9,7 +9,7 @@ from biasloop.errors import ConfigError
 from biasloop.runner.experiment import check_plugins
 
 BAD_CONFIGS = [
-    ("model:\n  tempature: 1\n", "unknown field 'model.tempature'; valid: chat_template, device, dtype, name"),
+    ("model:\n  tempature: 1\n", "unknown field 'model.tempature'; valid: api, chat_template, device, dtype, name"),
     ("generation:\n  temperature: -1\n", "generation.temperature = -1: Input should be greater than or equal to 0"),
     ("seed: abc\n", "seed = 'abc': Input should be a valid integer"),
     ("loop:\n  type: forever\n", "loop.type = 'forever': Input should be 'retrain' or 'incremental'"),

@@ -106,6 +106,51 @@ def report(
     console.print(f"report: {path}")
 
 
+@app.command()
+def analyze(
+    run_dir: Path = typer.Argument(..., help="A bias inheritance run directory."),
+    reference: str = typer.Option(
+        "winogender-occupations", "--reference",
+        help="Value reference: `winogender-occupations` (BLS gender shares) or a CSV with "
+        "columns item, prompt, option, share.",
+    ),
+    neutral_texts: int = typer.Option(
+        48, "--neutral-texts", min=0, max=100_000,
+        help="Neutral-prompt generations per model for the group-data analysis (0: skip).",
+    ),
+    baseline: str = typer.Option(
+        "none", "--baseline", help="Condition every other condition is compared with."
+    ),
+    permutations: int = typer.Option(
+        1000, "--permutations", min=10, max=1_000_000, help="Permutations of the MMD test."
+    ),
+    classifier_permutations: int = typer.Option(
+        100, "--classifier-permutations", min=10, max=100_000,
+        help="Permutations of the classifier two-sample test.",
+    ),
+    no_models: bool = typer.Option(
+        False, "--no-models", help="Skip the parts that load models (values, neutral prompts)."
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+) -> None:
+    """Misalignment analysis (values, group data, distribution) and mitigation tables.
+
+    Writes RUN_DIR/analysis/: parquet tables, figures/*.png and summary.md.
+    """
+    from biasloop.analysis import AnalysisSettings, analyze_run
+
+    settings = AnalysisSettings(
+        reference=reference, neutral_texts=neutral_texts, baseline=baseline,
+        permutations=permutations, classifier_permutations=classifier_permutations,
+        models=not no_models,
+    )
+    with _user_errors():
+        with _progress(quiet) as bars:
+            out = analyze_run(run_dir, settings=settings, track=bars.track if bars else None)
+    console.print(f"analysis: {out}")
+    console.print(f"summary: {out / 'summary.md'}")
+
+
 @app.command("ls")
 def list_runs(directory: Path = typer.Argument(Path("runs"), help="Folder holding run directories.")) -> None:
     """List runs with their status and final key metrics."""

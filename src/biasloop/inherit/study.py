@@ -691,7 +691,10 @@ class InheritanceRun:
 
 def check_inheritance(config: ExperimentConfig) -> None:
     """Fail before any work on an unknown evaluation, bias type, attribute, group, or no data."""
+    from biasloop.models.loading import check_trainable
+
     settings = config.inheritance
+    check_trainable(config.model, "model")
     MITIGATIONS.get(config.mitigation.name)
     for name in settings.evaluation_settings:
         if name not in EVALUATIONS:
@@ -736,7 +739,7 @@ def run_inheritance(
         store=store,
         backend=lambda: components.backend(config.model),
         augmenter=(
-            (lambda: components.backend(augmenter_model))
+            (lambda: components.backend(augmenter_model, cache_dir=store.path("cache", "api")))
             if (augmenter_model := config.inheritance.augmentation.model) is not None
             else None
         ),

@@ -415,6 +415,9 @@ def check_scpl(config: ExperimentConfig) -> None:
     """Fail before any work on an unknown task, feedback rule or mitigation, or bad task params."""
     from biasloop.tasks.base import validate_task_params
 
+    from biasloop.models.loading import check_trainable
+
+    check_trainable(config.model, "model")
     FEEDBACK_RULES.get(config.feedback.rule)
     MITIGATIONS.get(config.mitigation.name)
     validate_task_params(config.task)

@@ -1,7 +1,9 @@
 """Turn a :class:`ModelConfig` into a ready :class:`ModelBackend`.
 
-Names registered in :data:`BACKENDS` (``smollm2-135m-instruct``, ``tiny-random``)
-load their own way; any other name is a Hugging Face hub name or a local folder.
+Names registered in :data:`BACKENDS` (``smollm2-135m-instruct``, ``tiny-random``,
+``openai-api``) load their own way; any other name is a Hugging Face hub name or a
+local folder. :func:`check_trainable` rejects an API model where a role needs the
+weights (fine-tuning, scoring).
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from biasloop.config.schema import ModelConfig
-from biasloop.errors import BiasloopError
+from biasloop.config.schema import API_BACKEND_NAME, ModelConfig
+from biasloop.errors import BiasloopError, ConfigError
 from biasloop.models.base import ModelBackend
 from biasloop.registry import Registry
 
@@ -37,6 +39,40 @@ def _load_tiny(config: ModelConfig) -> ModelBackend:
     from biasloop.models.tiny import load_tiny
 
     return load_tiny(config)
+
+
+@BACKENDS.register(API_BACKEND_NAME)
+def _load_api(config: ModelConfig) -> ModelBackend:
+    from biasloop.models.openai_api import load_api_backend
+
+    return load_api_backend(config)
+
+
+def is_api_model(config: ModelConfig) -> bool:
+    """True when ``config`` names a model served behind an API (it can only generate)."""
+    return config.name == API_BACKEND_NAME
+
+
+def check_trainable(config: ModelConfig, role: str) -> None:
+    """Raise a one-line ConfigError when ``config`` is an API model but ``role`` needs weights.
+
+    ``role`` is the config field that holds the model, e.g. ``"model"``; call this in a
+    study's config check for every model that is fine-tuned, scored or embedded.
+
+    >>> check_trainable(ModelConfig(name="tiny-random"), "model")  # a local model: fine
+    >>> check_trainable(ModelConfig(name="openai-api", api={"base_url": "http://h/v1",
+    ...                 "model": "m"}), "model")
+    Traceback (most recent call last):
+    ...
+    biasloop.errors.ConfigError: model: this model is fine-tuned and scored, but model.name 'openai-api' (m at http://h/v1) only generates; use a local model here (smollm2-135m-instruct, a hub name or a local folder), or use the API model as inheritance.augmentation.model
+    """
+    if is_api_model(config):
+        where = f" ({config.api.model} at {config.api.base_url})" if config.api else ""
+        raise ConfigError(
+            f"{role}: this model is fine-tuned and scored, but model.name {API_BACKEND_NAME!r}"
+            f"{where} only generates; use a local model here (smollm2-135m-instruct, a hub "
+            "name or a local folder), or use the API model as inheritance.augmentation.model"
+        )
 
 
 def _valid_names() -> str:
@@ -91,7 +127,7 @@ def limit_threads() -> int:
 
 
 def load_backend(config: ModelConfig) -> ModelBackend:
-    """The backend for ``config.name``: embedded, tiny-random, hub name or local path."""
+    """The backend for ``config.name``: embedded, tiny-random, openai-api, hub name or path."""
     start = time.perf_counter()
     threads = limit_threads()
     if config.name in BACKENDS:
@@ -106,6 +142,9 @@ def load_backend(config: ModelConfig) -> ModelBackend:
         threads,
     )
     backend = factory(config)
+    if is_api_model(config):
+        logger.info("model %r is served at %s", backend.name, config.api.base_url)
+        return backend  # no local weights to place on a device
     device = resolve_device(config.device)
     if device != "cpu":
         backend.model.to(device)

@@ -29,16 +29,30 @@ class Components:
 
     def __init__(self) -> None:
         self.backends: dict[str, Any] = {}
+        self.api_keys: set[str] = set()
         self.tasks: dict[tuple[str, int], Any] = {}
 
-    def backend(self, config: ModelConfig) -> Any:
-        from biasloop.models.loading import load_backend
+    def backend(self, config: ModelConfig, *, cache_dir: Path | None = None) -> Any:
+        """The loaded backend of ``config``; ``cache_dir`` is where an API backend caches.
+
+        Local models are held one at a time (memory); API backends hold no weights
+        and are kept beside them.
+        """
+        from biasloop.models.loading import is_api_model, load_backend
 
         key = config.model_dump_json()
+        api = is_api_model(config)
         if key not in self.backends:
-            self.backends.clear()  # hold one model in memory at a time
+            if not api:  # hold one local model in memory at a time
+                for old in [k for k in self.backends if k not in self.api_keys]:
+                    del self.backends[old]
             self.backends[key] = load_backend(config)
-        return self.backends[key]
+            if api:
+                self.api_keys.add(key)
+        backend = self.backends[key]
+        if api and cache_dir is not None:
+            backend.set_cache_dir(cache_dir)
+        return backend
 
     def task(self, config: TaskConfig, seed: int) -> Any:
         from biasloop.tasks.base import build_task
