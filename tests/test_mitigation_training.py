@@ -213,3 +213,34 @@ def test_loss_mitigation_changes_real_training(tiny_backend):
     )
     assert len(aligned.step_losses) == len(plain.step_losses) == 2
     assert aligned.step_losses[0] > plain.step_losses[0]
+
+
+# --------------------------------------------------------------------------- in the SCPL loop
+
+
+def test_training_mitigations_apply_in_the_loop(tmp_path):
+    from biasloop.config import load_config
+    from biasloop.io import read_json, read_jsonl
+    from biasloop.runner.experiment import start_run
+
+    overrides = [
+        "name=loop-token", "model.name=tiny-random", "task.name=preference",
+        "task.eval_queries_per_group=2", "generation.max_new_tokens=6", "generation.batch_size=8",
+        "training.batch_size=4", "loop.generations=1", "loop.queries_per_generation=8",
+        "metrics.bootstrap_samples=0", "metrics.perplexity_texts=0", "run.progress=false",
+        "mitigation.name=token", "mitigation.token.tag=<synthetic>",
+    ]
+    run = start_run(load_config(None, overrides), out=tmp_path / "token").root
+    trained = read_jsonl(next(run.rglob("gen-000/train.jsonl")))
+    synthetic = [r for r in trained if r["source"] == "synthetic"]
+    assert synthetic and all(r["prompt"].startswith("<synthetic> ") for r in synthetic)
+    assert all(not r["prompt"].startswith("<synthetic>") for r in trained if r["source"] != "synthetic")
+
+    # The loss term pulls synthetic towards real data: with half of D_1 real it acts.
+    mixed = [*overrides[:-2], "loop.synthetic_fraction=0.5"]
+    loss = start_run(load_config(None, [*mixed, "mitigation.name=loss",
+                                        "mitigation.loss.weight=10"]), out=tmp_path / "loss").root
+    plain = start_run(load_config(None, mixed), out=tmp_path / "plain").root
+    losses = [read_json(next(r.rglob("gen-000/train.json")))["step_losses"] for r in (loss, plain)]
+    assert len(losses[0]) == len(losses[1]) > 0
+    assert losses[0] != losses[1]

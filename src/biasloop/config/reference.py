@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import typing
 from typing import Any
 
 from pydantic import BaseModel
@@ -64,11 +65,31 @@ def markdown_reference() -> str:
             f"{_constraints(field)} | {field.description or ''} |"
         )
     for section, model in sections:
-        lines += ["", f"## `{section}`", "", (model.__doc__ or "").strip(), "",
-                  "| field | type | default | valid | description |", "|---|---|---|---|---|"]
-        for name, field in model.model_fields.items():
-            lines.append(
-                f"| `{section}.{name}` | `{_type_name(field.annotation)}` | {_default(field)} | "
-                f"{_constraints(field)} | {field.description or ''} |"
-            )
+        lines += _section_tables(section, model, level=2)
     return "\n".join(lines) + "\n"
+
+
+def _nested_model(annotation: Any) -> type[BaseModel] | None:
+    """The config model a field holds (directly or as ``Model | None``), if any."""
+    candidates = typing.get_args(annotation) or (annotation,)
+    models = [a for a in candidates if isinstance(a, type) and issubclass(a, BaseModel)]
+    return models[0] if len(models) == 1 else None
+
+
+def _section_tables(path: str, model: type[BaseModel], *, level: int) -> list[str]:
+    """A section's table, then one table per nested section below it."""
+    lines = ["", f"{'#' * level} `{path}`", "", (model.__doc__ or "").strip(), "",
+             "| field | type | default | valid | description |", "|---|---|---|---|---|"]
+    nested = []
+    for name, field in model.model_fields.items():
+        lines.append(
+            f"| `{path}.{name}` | `{_type_name(field.annotation)}` | {_default(field)} | "
+            f"{_constraints(field)} | {field.description or ''} |"
+        )
+        inner = _nested_model(field.annotation)
+        if inner is not None:
+            keyed = typing.get_origin(field.annotation) is dict  # {key: section}
+            nested.append((f"{path}.{name}{'.<key>' if keyed else ''}", inner))
+    for inner_path, inner in nested:
+        lines += _section_tables(inner_path, inner, level=min(level + 1, 4))
+    return lines

@@ -388,6 +388,11 @@ class LoopRun:
             self.use_model(t)
         self.loaded_generation = None  # the backend is being changed
         prepared = prepare_training_records(records, TrainingContext(config=self.config.mitigation))
+        extra_loss = training_loss_term(self.config.mitigation)
+        if extra_loss is not None and all(r["source"] == "synthetic" for r in records):
+            log.warning("mitigation %s: generation %d has no real records to align with; its "
+                        "term is zero (set loop.synthetic_fraction below 1)",
+                        self.config.mitigation.name, t)
         if prepared != list(records):
             write_jsonl(self.gen_dir(t) / "train.jsonl", prepared)  # what was trained on
         examples = [
@@ -399,7 +404,7 @@ class LoopRun:
         if examples:
             result = self.backend.train(examples, config=self.config.training,
                                         seed=derive_seed(self.seed, self.condition, t, "train"),
-                                        extra_loss=training_loss_term(self.config.mitigation))
+                                        extra_loss=extra_loss)
             losses, tokens, seconds = result.step_losses, result.tokens_seen, result.seconds
         else:
             log.warning("generation %d: empty training set; M_%d = M_%d", t, t + 1, t)
