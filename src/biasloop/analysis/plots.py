@@ -98,7 +98,7 @@ def plot_distribution(
         by_place.setdefault((seed, label), []).append((condition, points, is_augmented))
     for (seed, label), panels in sorted(by_place.items()):
         figure, axes = plt.subplots(
-            1, len(panels), figsize=(3.6 * len(panels), 3.4), squeeze=False
+            1, len(panels), figsize=(max(6.0, 3.6 * len(panels)), 3.8), squeeze=False
         )
         for axis, (condition, points, is_augmented) in zip(axes[0], panels):
             for flag, name, colour in ((0, "original", PALETTE[0]), (1, "augmented", PALETTE[1])):
@@ -115,7 +115,7 @@ def plot_distribution(
             axis.set_title(f"{condition}{subtitle}", fontsize=8)
             axis.set_xticks([]), axis.set_yticks([])
         axes[0, 0].legend(fontsize=7)
-        figure.suptitle(f"Original vs augmented data (PCA of sentence embeddings), "
+        figure.suptitle(f"Original vs augmented data (PCA of sentence embeddings)\n"
                         f"seed {seed}, {label}", fontsize=9)
         path = folder / f"distribution_seed-{seed}_{_slug(label)}.png"
         _save(figure, path)

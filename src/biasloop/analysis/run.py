@@ -309,7 +309,8 @@ def data_tables(
     attribute = config.inheritance.attribute
     distribution_rows, group_rows = [], []
     projections: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
-    done: dict[str, dict[str, float]] = {}
+    done: dict[str, dict[str, float]] = {}  # by texts: conditions sharing data share results
+    projected: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     trained = [u for u in units if u.folder is not None]
     for unit in track("analyse training data", trained):
         original, augmented = split_training_data(unit)
@@ -329,9 +330,10 @@ def data_tables(
             )
             done[digest] = {"mmd2": mmd2, "mmd_p_value": mmd_p, "classifier_auc": auc,
                             "classifier_p_value": auc_p}
-            projections[(unit.seed, unit.label, unit.condition)] = (
+            projected[digest] = (
                 distribution.projection(x, y), np.r_[np.zeros(len(x)), np.ones(len(y))]
             )
+        projections[(unit.seed, unit.label, unit.condition)] = projected[digest]
         distribution_rows.append({**_unit_columns(unit), "original_texts": len(original_texts),
                                   "augmented_texts": len(augmented_texts), **done[digest]})
         counts = group_data.about_counts(augmented_texts, lexicons, attribute)
