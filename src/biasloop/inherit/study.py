@@ -446,26 +446,40 @@ class InheritanceRun:
         }
         return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
 
+    def shared_sibling(
+        self, folder: Path, summary_name: str, key: str
+    ) -> tuple[Path, dict[str, Any], str] | None:
+        """``folder``'s counterpart in another condition of this seed, finished with ``key``.
+
+        Returns (that folder, its summary, its condition); work with the same key
+        has the same inputs, so its outputs can be copied instead of recomputed.
+        """
+        relative = folder.relative_to(self.folder)
+        for sibling in sorted(self.store.path("conditions").glob(f"*/seed-{self.seed}")):
+            summary_path = sibling / relative / summary_name
+            if sibling == self.folder or not summary_path.exists():
+                continue
+            summary = read_json(summary_path)
+            if summary.get("key") == key:
+                return sibling / relative, summary, sibling.parent.name
+        return None
+
     def copy_shared_pool(self, folder: Path, key: str) -> bool:
         """Reuse a finished round-1 pool of another condition of this seed with the same key.
 
         Conditions that differ only in training (a mitigation, a training setting)
         then train on the very same augmented texts, and ``M_0`` writes them once.
         """
-        relative = folder.relative_to(self.folder)
-        for sibling in sorted(self.store.path("conditions").glob(f"*/seed-{self.seed}")):
-            source = sibling / relative
-            summary = source / "pool.json"
-            if sibling == self.folder or not summary.exists():
-                continue
-            if read_json(summary).get("key") != key:
-                continue
-            for chunk in sorted(source.glob("chunk-*.jsonl")):
-                write_jsonl(folder / chunk.name, read_jsonl(chunk))
-            write_json(folder / "pool.json", {**read_json(summary), "copied_from": sibling.parent.name})
-            log.info("augmented pool %s: reused from condition %s", relative, sibling.parent.name)
-            return True
-        return False
+        shared = self.shared_sibling(folder, "pool.json", key)
+        if shared is None:
+            return False
+        source, summary, condition = shared
+        for chunk in sorted(source.glob("chunk-*.jsonl")):
+            write_jsonl(folder / chunk.name, read_jsonl(chunk))
+        write_json(folder / "pool.json", {**summary, "copied_from": condition})
+        log.info("augmented pool %s: reused from condition %s",
+                 folder.relative_to(self.folder), condition)
+        return True
 
     def first_round_pool(
         self, bias_type: str, items: dict[str, list[EvalItem]]
@@ -576,24 +590,19 @@ class InheritanceRun:
     def copy_shared_unit(self, unit: Unit, key: str) -> bool:
         """Reuse another condition's finished fine-tune (model and outputs) with the same key."""
         folder = self.unit_dir(unit)
-        relative = folder.relative_to(self.folder)
-        for sibling in sorted(self.store.path("conditions").glob(f"*/seed-{self.seed}")):
-            source = sibling / relative
-            summary = source / "train.json"
-            if sibling == self.folder or not summary.exists():
-                continue
-            if read_json(summary).get("key") != key:
-                continue
-            with staging_dir(folder / "model") as staged:
-                shutil.copytree(source / "model", staged, dirs_exist_ok=True)
-            for output in sorted((source / "outputs").glob("*.jsonl")):
-                write_jsonl(folder / "outputs" / output.name, read_jsonl(output))
-            write_jsonl(folder / "train.jsonl", read_jsonl(source / "train.jsonl"))
-            write_json(folder / "train.json", {**read_json(summary), "copied_from": sibling.parent.name})
-            log.info("%s: same training inputs as condition %s; reused its model",
-                     unit.label(self.condition), sibling.parent.name)
-            return True
-        return False
+        shared = self.shared_sibling(folder, "train.json", key)
+        if shared is None:
+            return False
+        source, summary, condition = shared
+        with staging_dir(folder / "model") as staged:
+            shutil.copytree(source / "model", staged, dirs_exist_ok=True)
+        for output in sorted((source / "outputs").glob("*.jsonl")):
+            write_jsonl(folder / "outputs" / output.name, read_jsonl(output))
+        write_jsonl(folder / "train.jsonl", read_jsonl(source / "train.jsonl"))
+        write_json(folder / "train.json", {**summary, "copied_from": condition})
+        log.info("%s: same training inputs as condition %s; reused its model",
+                 unit.label(self.condition), condition)
+        return True
 
     # ------------------------------------------------------------------ evaluation
 
