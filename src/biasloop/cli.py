@@ -15,6 +15,7 @@ from typing import Optional
 import typer
 import yaml
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from biasloop.errors import BiasloopError
@@ -35,7 +36,8 @@ OVERRIDES_HELP = "Config overrides KEY.SUB=VALUE, e.g. model.name=tiny-random se
 
 
 def _fail(err: BaseException) -> typer.Exit:
-    errors.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+    # Messages quote user input, which may look like rich markup ("[/x]"): print it as text.
+    errors.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
     return typer.Exit(code=2)
 
 
@@ -100,8 +102,11 @@ def report(
 ) -> None:
     """Write DIR/report.html (self-contained, figures embedded) and DIR/figures/*.png."""
     from biasloop.report.html import write_report
+    from biasloop.runner.store import RunStore
 
     with _user_errors():
+        if RunStore(directory).exists():
+            RunStore(directory).verify()  # a changed or truncated run file is named, not drawn
         path = write_report(directory, samples_per_group=samples)
     console.print(f"report: {path}")
 

@@ -27,3 +27,7 @@ class RunStoreError(BiasloopError):
 
 class MissingDependencyError(BiasloopError):
     """An optional package needed for the requested feature is not installed."""
+
+
+class RunInterrupted(BiasloopError):
+    """The run was stopped by a signal (SIGTERM); ``biasloop resume`` continues it."""

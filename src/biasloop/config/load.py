@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -19,25 +20,58 @@ from pydantic import BaseModel, ValidationError
 from biasloop.config.schema import ExperimentConfig
 from biasloop.errors import ConfigError
 
+#: Nodes a config may expand to (YAML aliases can make a few lines huge).
+MAX_CONFIG_NODES = 100_000
+
+
+def one_line(text: str) -> str:
+    """``text`` with line breaks and other control characters escaped, so errors stay one line."""
+    return "".join(ch if ch.isprintable() or ch == " " else repr(ch)[1:-1] for ch in text)
+
+
+def check_plain_data(data: Any, *, where: str) -> None:
+    """Refuse recursive YAML aliases and documents that expand to too many nodes."""
+    count = 0
+    stack: list[tuple[Any, frozenset[int]]] = [(data, frozenset())]
+    while stack:
+        node, ancestors = stack.pop()
+        count += 1
+        if count > MAX_CONFIG_NODES:
+            raise ConfigError(f"{where}: expands to more than {MAX_CONFIG_NODES} values "
+                              "(YAML aliases?); write the values out")
+        if isinstance(node, (dict, list)):
+            if id(node) in ancestors:
+                raise ConfigError(f"{where}: holds a recursive YAML alias; valid configs are trees")
+            children = node.values() if isinstance(node, dict) else node
+            inner = ancestors | {id(node)}
+            stack.extend((child, inner) for child in children)
+
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping with ``yaml.safe_load`` (no arbitrary object construction)."""
     path = Path(path)
-    if not path.is_file():
+    try:
+        text = path.read_text(encoding="utf-8") if path.is_file() else None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read ({err.strerror or err})") from None
+    if text is None:
         raise ConfigError(f"{path}: config file does not exist")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as err:
-        raise ConfigError(f"{path}: not UTF-8 text ({err.reason})") from None
+        data = yaml.safe_load(text)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise ConfigError(f"{path}:{where.strip().removeprefix('line ')}: invalid YAML ({problem})") from None
+        raise ConfigError(one_line(f"{where}: invalid YAML ({problem})")) from None
+    except RecursionError:
+        raise ConfigError(f"{path}: invalid YAML (nested too deeply)") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: must hold a mapping of fields, got {type(data).__name__}")
+    check_plain_data(data, where=str(path))
     return data
 
 
@@ -50,11 +84,15 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     key, sep, raw = text.partition("=")
     key = key.strip()
     if not sep or not key or any(not part for part in key.split(".")):
-        raise ConfigError(f"override {text!r} must look like KEY.SUB=VALUE, e.g. seed=3")
+        shown = text if len(text) <= 60 else text[:57] + "..."
+        raise ConfigError(f"override {shown!r} must look like KEY.SUB=VALUE, e.g. seed=3")
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
+    except RecursionError:
+        raise ConfigError(one_line(f"override {key}: value nested too deeply")) from None
+    check_plain_data(value, where=one_line(f"override {key}"))
     return key.split("."), value
 
 
@@ -70,7 +108,8 @@ def apply_overrides(data: Mapping[str, Any], overrides: Iterable[str | tuple[lis
                 child = node[part] = {}
             if not isinstance(child, dict):
                 where = ".".join(path[: depth + 1])
-                raise ConfigError(f"override {'.'.join(path)}: {where} is {child!r}, not a section")
+                shown = repr(child) if len(repr(child)) <= 60 else repr(child)[:57] + "..."
+                raise ConfigError(one_line(f"override {'.'.join(path)}: {where} is {shown}, not a section"))
             node = child
         node[path[-1]] = value
     return result
@@ -93,7 +132,7 @@ def format_validation_error(
 ) -> str:
     """One line: ``source: field.path = value: what is valid``, for the first problem."""
     text = _describe_problem(err, model=model, prefix=prefix)
-    return f"{source}: {text}" if source else text
+    return one_line(f"{source}: {text}" if source else text)
 
 
 def _describe_problem(err: ValidationError, *, model: type[BaseModel], prefix: str) -> str:
@@ -108,7 +147,10 @@ def _describe_problem(err: ValidationError, *, model: type[BaseModel], prefix: s
     if problem["type"] == "missing":
         return f"{path} is required"
     given = problem.get("input")
-    shown = json.dumps(given, default=str) if not isinstance(given, str) else repr(given)
+    try:
+        shown = json.dumps(given, default=str) if not isinstance(given, str) else repr(given)
+    except ValueError:  # a value that refers to itself
+        shown = type(given).__name__
     if len(shown) > 80:
         shown = shown[:77] + "..."
     where = f"{path} = {shown}" if path else f"value {shown}"
@@ -117,6 +159,8 @@ def _describe_problem(err: ValidationError, *, model: type[BaseModel], prefix: s
 
 def validate_config(data: Mapping[str, Any], *, source: str = "config") -> ExperimentConfig:
     """Validate a mapping into an :class:`ExperimentConfig`, including every condition."""
+    check_plain_data(data, where=source)
+    _refuse_non_finite(data, source=source)
     try:
         config = ExperimentConfig.model_validate(dict(data))
     except ValidationError as err:
@@ -126,6 +170,30 @@ def validate_config(data: Mapping[str, Any], *, source: str = "config") -> Exper
     for name in config.conditions:
         condition_config(config, name, source=source)
     return config
+
+
+def _refuse_non_finite(data: Any, *, source: str, path: str = "") -> None:
+    """Refuse values a config cannot store faithfully as JSON.
+
+    NaN and infinity pass range checks oddly; text with lone surrogates (e.g. YAML's
+    ``"\\ud800"``) is not valid Unicode, and would change on its way through JSON.
+    """
+    if isinstance(data, float) and not math.isfinite(data):
+        raise ConfigError(one_line(f"{source}: {path or 'value'} = {data}: must be a finite number"))
+    if isinstance(data, str):
+        try:
+            data.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ConfigError(one_line(
+                f"{source}: {path or 'value'} = {data.encode('utf-8', 'backslashreplace').decode()!r}"
+                ": text with unpaired surrogates is not valid Unicode; valid: any UTF-8 text"
+            )) from None
+    if isinstance(data, dict):
+        for key, value in data.items():
+            _refuse_non_finite(value, source=source, path=f"{path}.{key}" if path else str(key))
+    elif isinstance(data, list):
+        for index, value in enumerate(data):
+            _refuse_non_finite(value, source=source, path=f"{path}.{index}")
 
 
 def condition_config(
@@ -143,7 +211,10 @@ def condition_config(
                 "valid: any field of model, generation, training, task, loop, feedback, "
                 "mitigation, metrics"
             )
-    merged = apply_overrides(base, items)
+    try:
+        merged = apply_overrides(base, items)
+    except ConfigError as err:
+        raise ConfigError(f"{source}: conditions.{name}.{str(err).removeprefix('override ')}") from None
     try:
         return ExperimentConfig.model_validate(merged)
     except ValidationError as err:

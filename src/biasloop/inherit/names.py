@@ -159,15 +159,19 @@ def table_from_mapping(data: Mapping[str, Any], *, source: str) -> NameTable:
         raise DataError(f"{source}: expected {{'cultures': {{culture: {{gender: [names]}}}}}}")
     people = []
     for culture, genders in cultures.items():
-        if not isinstance(genders, Mapping):
-            raise DataError(f"{source}: cultures.{culture} must map genders to name lists")
+        if not isinstance(genders, Mapping) or not str(culture).strip():
+            raise DataError(f"{source}: cultures.{culture!r} must be a named culture mapping "
+                            "genders to name lists")
         for gender, names in genders.items():
+            if not str(gender).strip():
+                raise DataError(f"{source}: cultures.{culture!r} has an empty gender name")
             if not isinstance(names, list) or not all(
                 isinstance(n, str) and n.strip() for n in names
             ):
-                raise DataError(f"{source}: cultures.{culture}.{gender} must be a list of names")
+                raise DataError(f"{source}: cultures.{culture!r}.{gender!r} must be a list of names")
             people.extend(
-                Person(name=n.strip(), gender=str(gender), culture=str(culture)) for n in names
+                Person(name=n.strip(), gender=str(gender).strip(), culture=str(culture).strip())
+                for n in names
             )
     return NameTable(tuple(people))
 
@@ -182,24 +186,41 @@ def load_names(file: str | None = None) -> NameTable:
     if path.suffix.lower() == ".csv":
         import pandas as pd
 
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        try:
+            frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
+        except pd.errors.EmptyDataError:
+            raise DataError(f"{file}: empty; need a CSV with columns name, gender, culture") from None
+        except (ValueError, UnicodeDecodeError, OSError) as err:  # ParserError is a ValueError
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise DataError(f"{file}: cannot be read as CSV ({reason})") from None
         missing = {"name", "gender", "culture"} - set(frame.columns)
         if missing:
             raise DataError(
                 f"{file}: missing column(s) {sorted(missing)}; need name, gender, culture"
             )
-        return NameTable(
-            tuple(
-                Person(name=r.name.strip(), gender=r.gender.strip(), culture=r.culture.strip())
-                for r in frame.itertuples()
-                if r.name.strip()
-            )
-        )
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise DataError(f"{file}: not valid JSON ({err.msg})") from None
-    return table_from_mapping(data, source=str(file))
+        people = []
+        for row_number, row in enumerate(frame.itertuples(), start=2):
+            if not row.name.strip():
+                continue
+            if not row.gender.strip() or not row.culture.strip():
+                raise DataError(f"{file}:{row_number}: name {row.name.strip()!r} needs a gender "
+                                "and a culture")
+            people.append(Person(name=row.name.strip(), gender=row.gender.strip(),
+                                 culture=row.culture.strip()))
+        table = NameTable(tuple(people))
+    else:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except UnicodeDecodeError as err:
+            raise DataError(f"{file}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+        except json.JSONDecodeError as err:
+            raise DataError(f"{file}:{err.lineno}: not valid JSON ({err.msg})") from None
+        except (ValueError, RecursionError) as err:
+            raise DataError(f"{file}: not valid JSON ({str(err).splitlines()[0] if str(err) else 'nested too deeply'})") from None
+        table = table_from_mapping(data, source=str(file))
+    if not table.people:
+        raise DataError(f"{file}: holds no names; need at least one name per gender and culture")
+    return table
 
 
 def split_names(

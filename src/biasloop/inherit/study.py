@@ -708,7 +708,7 @@ def check_inheritance(config: ExperimentConfig) -> None:
     for name in settings.evaluation_settings:
         if name not in EVALUATIONS:
             raise ConfigError(
-                f"inheritance.evaluation_settings.{name}: unknown evaluation {name!r}; "
+                f"inheritance.evaluation_settings.{name!r}: unknown evaluation {name!r}; "
                 f"valid: {', '.join(EVALUATIONS.names())}"
             )
     augment_names, eval_names = name_tables(config)

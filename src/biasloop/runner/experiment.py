@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import signal
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from biasloop.config.load import condition_names, config_hash, resolved_condition, validate_config
+from biasloop.config.load import (
+    condition_names,
+    config_hash,
+    one_line,
+    resolved_condition,
+    validate_config,
+)
 from biasloop.config.schema import ExperimentConfig
-from biasloop.errors import RunStoreError
+from biasloop.errors import BiasloopError, RunInterrupted, RunStoreError
 from biasloop.runner.store import RunStore, now
 from biasloop.seeding import seed_everything
 
@@ -24,7 +32,13 @@ def check_plugins(config: ExperimentConfig) -> None:
 
     for name in condition_names(config):
         condition = resolved_condition(config, name)
-        get_study(condition.study).check(condition)
+        try:
+            get_study(condition.study).check(condition)
+        except BiasloopError as err:
+            # Plug-ins may quote user keys holding line breaks; the error must stay one line.
+            if one_line(str(err)) == str(err):
+                raise
+            raise type(err)(one_line(str(err))) from None
 
 
 def default_run_dir(config: ExperimentConfig, out: Path | None) -> Path:
@@ -51,13 +65,36 @@ def run_logging(store: RunStore, *, level: str) -> Iterator[None]:
         handler.close()
 
 
+@contextlib.contextmanager
+def stop_on_sigterm(store: RunStore) -> Iterator[None]:
+    """Turn SIGTERM into :class:`RunInterrupted`, so the run ends like Ctrl-C does.
+
+    The exception unwinds through the atomic writers (which delete their temporary
+    files) and marks the manifest ``interrupted``. A second SIGTERM kills at once.
+    Only the main thread can own signal handlers; elsewhere this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        raise RunInterrupted(f"run stopped by SIGTERM; continue it with `biasloop resume {store.root}`")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def execute(store: RunStore, config: ExperimentConfig, *, progress: Any = None) -> None:
     """Run (or continue) every condition × seed of ``config`` inside ``store``."""
     from biasloop.runner.studies import Components, run_condition
 
     components = Components()
     track = progress.track if progress is not None else None
-    with run_logging(store, level=config.run.log_level):
+    with run_logging(store, level=config.run.log_level), stop_on_sigterm(store):
         try:
             for seed in config.run_seeds:
                 for name in condition_names(config):
@@ -67,7 +104,7 @@ def execute(store: RunStore, config: ExperimentConfig, *, progress: Any = None) 
                                   components=components, track=track)
             finalize(store, config)
         except BaseException as err:
-            status = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
+            status = "interrupted" if isinstance(err, (KeyboardInterrupt, RunInterrupted)) else "failed"
             with contextlib.suppress(Exception):
                 store.update_manifest(status=status, error=f"{type(err).__name__}: {err}".splitlines()[0])
             log.exception("run %s", status)
@@ -104,6 +141,8 @@ def start_run(config: ExperimentConfig, *, out: Path | None = None, progress: An
 def resume_run(run_dir: Path, *, progress: Any = None) -> RunStore:
     """Continue a run from its manifest; finished units are skipped, none repeated."""
     store = RunStore(run_dir)
+    if store.exists():
+        store.verify()  # a file changed or truncated since it was written stops the resume
     manifest = store.manifest()
     config = validate_config(manifest["config"], source=str(store.manifest_path))
     if config_hash(config) != manifest.get("config_hash"):

@@ -12,6 +12,8 @@ Every write goes to a temporary file in the same folder and is then renamed
 over the target (``os.replace``), so a killed process leaves either the old
 file or the new one, never half of one. A unit of work is done exactly when its
 output file exists; resuming a run skips every unit whose output is present.
+Every folder of a run lists the SHA-256 of its files in ``.checksums.json``
+(see :mod:`biasloop.io`); :meth:`RunStore.verify` checks them before a resume.
 """
 
 from __future__ import annotations
@@ -28,9 +30,12 @@ import pandas as pd
 
 from biasloop.errors import RunStoreError
 from biasloop.io import (  # noqa: F401  (re-exported: the run store's writers)
+    CHECKSUMS,
     read_json,
     read_jsonl,
     staging_dir,
+    track_checksums,
+    verify_checksums,
     write_bytes,
     write_json,
     write_jsonl,
@@ -69,6 +74,11 @@ def now() -> str:
 
 
 # ---------------------------------------------------------------- the run directory
+def _left_by_a_killed_start(path: Path) -> bool:
+    return path.is_file() and (path.name == CHECKSUMS
+                               or (path.name.startswith(".") and path.name.endswith(".tmp")))
+
+
 class RunStore:
     """One run directory: its manifest, its per-unit outputs and its metric table."""
 
@@ -88,8 +98,12 @@ class RunStore:
             raise RunStoreError(
                 f"{str(self.root)!r} already holds a run; use `biasloop resume {self.root}`"
             )
-        if self.root.exists() and any(self.root.iterdir()):
+        # A start killed before its manifest leaves at most the checksum listing and
+        # temporary files: that folder is still empty for a new run.
+        if self.root.is_dir() and not all(_left_by_a_killed_start(p) for p in self.root.iterdir()):
             raise RunStoreError(f"{str(self.root)!r} is not empty; choose a new --out folder")
+        if self.root.exists() and not self.root.is_dir():
+            raise RunStoreError(f"{str(self.root)!r} is a file, not a folder; choose a new --out folder")
         manifest = {
             "config": config,
             "config_hash": config_hash,
@@ -102,8 +116,13 @@ class RunStore:
             "status": "running",
             "resumes": 0,
         }
+        track_checksums(self.root)
         write_json(self.manifest_path, manifest)
         return manifest
+
+    def verify(self) -> int:
+        """Check every recorded SHA-256 of the run; a changed file is a RunStoreError naming it."""
+        return verify_checksums(self.root)
 
     def manifest(self) -> dict[str, Any]:
         if not self.exists():

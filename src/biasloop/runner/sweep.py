@@ -56,6 +56,19 @@ from biasloop.runner.store import (
 log = logging.getLogger("biasloop.sweep")
 
 SWEEP_MANIFEST = "sweep.json"
+
+
+_SAFE_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=-]*$")
+
+
+def run_folder(root: Path, record: dict[str, Any]) -> Path:
+    """``root/runs/<id>`` of a planned run; an id from an edited ``sweep.json`` cannot escape."""
+    run_id = str(record.get("id", ""))
+    if not _SAFE_RUN_ID.match(run_id) or run_id in {".", ".."}:
+        raise RunStoreError(
+            f"{str(root / SWEEP_MANIFEST)!r}: run id {run_id!r} is not a plain folder name"
+        )
+    return root / RUNS_DIR / run_id
 RUNS_DIR = "runs"
 SWEEP_METRICS = "sweep_metrics.parquet"
 
@@ -347,7 +360,7 @@ def _open(root: Path, config: ExperimentConfig, runs: Sequence[PlannedRun],
     manifest["driver"] = _process_identity()
     # Reconcile with the run directories: they, not sweep.json, say what finished.
     for record in manifest["runs"]:
-        store = RunStore(root / record["dir"])
+        store = RunStore(run_folder(root, record))
         status = None
         with contextlib.suppress(RunStoreError):
             status = store.manifest().get("status") if store.exists() else None
@@ -391,7 +404,7 @@ def merge_sweep_metrics(root: Path, manifest: dict[str, Any] | None = None) -> p
     for record in records:
         if record["status"] != "completed":
             continue
-        frame = pd.read_parquet(root / record["dir"] / "metrics.parquet")
+        frame = pd.read_parquet(run_folder(root, record) / "metrics.parquet")
         frame.insert(0, "run", record["id"])
         for position, axis in enumerate(axes, start=1):
             frame.insert(position, axis, [cells[axis][record["id"]]] * len(frame))
@@ -435,7 +448,7 @@ def _execute(executor: Executor, root: Path, manifest: dict[str, Any], runs: Seq
     records = {record["id"]: record for record in manifest["runs"]}
     threads = max(1, int(config.sweep.resources_per_run.cpus))
     units = [
-        RunUnit(run_id=run.run_id, run_dir=str(root / records[run.run_id]["dir"]),
+        RunUnit(run_id=run.run_id, run_dir=str(run_folder(root, records[run.run_id])),
                 sweep_dir=str(root), config=run.config.model_dump(mode="json"),
                 config_hash=run.config_hash, threads=threads)
         for run in runs if records[run.run_id]["status"] != "completed"

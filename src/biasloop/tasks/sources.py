@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from biasloop.errors import ConfigError, DataError, MissingDependencyError
+from biasloop.io import read_jsonl
 
 if TYPE_CHECKING:
     from biasloop.tasks.base import Query
@@ -190,26 +191,41 @@ def _read_local(source: str) -> Any:
         raise DataError(f"{source}: no such file; task.hf_dataset must be a hub name or a "
                         f"{'/'.join(s.lstrip('.') for s in LOCAL_SUFFIXES)} file")
     suffix = path.suffix.lower()
+    if suffix not in LOCAL_SUFFIXES:
+        raise DataError(
+            f"{source}: unknown file type {suffix!r}; valid: {', '.join(LOCAL_SUFFIXES)}"
+        )
+    if path.stat().st_size == 0:
+        return pd.DataFrame()
     try:
         if suffix == ".jsonl":
-            return pd.read_json(path, lines=True, dtype=False)
+            # One object per line, read by the store's reader: errors name the line.
+            return pd.DataFrame(read_jsonl(path))
         if suffix == ".json":
             try:
-                return pd.read_json(path, dtype=False)
-            except ValueError:
-                return pd.read_json(path, lines=True, dtype=False)
+                data = json.loads(path.read_text(encoding="utf-8"))
+            except json.JSONDecodeError as exc:
+                if exc.msg != "Extra data":
+                    raise
+                return pd.DataFrame(read_jsonl(path))  # JSON lines in a .json file
+            if isinstance(data, list) and all(isinstance(r, dict) for r in data):
+                return pd.DataFrame(data)
+            if isinstance(data, dict) and all(isinstance(c, (list, dict)) for c in data.values()):
+                return pd.DataFrame(data)  # {column: [values]} or {column: {row: value}}
+            raise DataError(f"{source}: expected a JSON list of row objects or an object of "
+                            "columns")
         if suffix == ".csv":
-            return pd.read_csv(path, dtype=str, keep_default_na=False)
-        if suffix in (".parquet", ".pq"):
-            return pd.read_parquet(path)
-    except (ValueError, OSError, UnicodeDecodeError) as exc:
-        if path.stat().st_size == 0:
-            return pd.DataFrame()
+            return pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
+        return pd.read_parquet(path)
+    except DataError:
+        raise
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{source}:{exc.lineno}: not valid JSON ({exc.msg})") from None
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{source}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except Exception as exc:  # noqa: BLE001  (pandas/pyarrow raise many types on bad files)
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DataError(f"{source}: cannot be read as {suffix.lstrip('.')} ({first})") from None
-    raise DataError(
-        f"{source}: unknown file type {suffix!r}; valid: {', '.join(LOCAL_SUFFIXES)}"
-    )
 
 
 def _read_hub(name: str, *, config: str | None, split: str) -> Any:
@@ -233,18 +249,24 @@ def _read_hub(name: str, *, config: str | None, split: str) -> Any:
     return dataset.to_pandas()
 
 
-def _cell(value: Any) -> str | None:
-    """A table cell as a stripped string, or None when missing/empty/NaN."""
-    if value is None:
-        return None
-    try:
-        import math
+def _cell(value: Any, *, source: str, row: int, column: str) -> str | None:
+    """A table cell as a stripped string, or None when missing/empty/NaN.
 
-        if isinstance(value, float) and math.isnan(value):
-            return None
-    except TypeError:
-        pass
+    Text, numbers, booleans and dates are cells; a list, object or binary value is a
+    :class:`DataError` naming the row and column, as is text that is not Unicode."""
+    import math
+
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if not isinstance(value, str) and hasattr(value, "__len__"):  # list, dict, bytes, array
+        raise DataError(f"{source}: row {row} column {column!r} holds a "
+                        f"{type(value).__name__}; expected text")
     text = str(value).strip()
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise DataError(f"{source}: row {row} column {column!r} is not Unicode text "
+                        "(an unpaired surrogate)") from None
     return text or None
 
 
@@ -288,7 +310,8 @@ def load_rows(
         row: dict[str, str | None] = {}
         for ours in KNOWN_COLUMNS:
             theirs = mapping[ours]
-            row[ours] = _cell(record.get(theirs)) if theirs in present else None
+            row[ours] = (_cell(record.get(theirs), source=source, row=index, column=theirs)
+                         if theirs in present else None)
         if row["group"] is None and default_group and mapping["group"] not in present:
             row["group"] = default_group
         for ours in required:
