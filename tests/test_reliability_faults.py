@@ -107,8 +107,8 @@ def kill_chain(tmp_path: Path, points, seed: int) -> dict[str, object]:
         _, stderr = process.communicate(timeout=120)
         if signum == signal.SIGKILL:
             assert process.returncode in (0, -signal.SIGKILL), stderr
-        elif process.returncode == 2:
-            # Stopped cleanly: one error line, manifest marked, temporary files removed.
+        elif process.returncode == 143:
+            # Stopped cleanly (exit 128 + SIGTERM): one line, manifest marked, temp files removed.
             lines = [line for line in stderr.splitlines() if line.strip()]
             assert len(lines) == 1 and "run stopped by SIGTERM" in lines[0], stderr
             assert read_json(out / "manifest.json")["status"] == "interrupted"

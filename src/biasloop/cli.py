@@ -43,8 +43,14 @@ def _fail(err: BaseException) -> typer.Exit:
 
 @contextlib.contextmanager
 def _user_errors():
+    from biasloop.errors import RunInterrupted
+
     try:
         yield
+    except RunInterrupted as err:  # stopped by SIGTERM: exit as a terminated process does
+        errors.print(f"[bold yellow]stopped:[/] {escape(str(err))}", highlight=False,
+                     soft_wrap=True)
+        raise typer.Exit(code=143) from None
     except BiasloopError as err:
         raise _fail(err) from None
 
