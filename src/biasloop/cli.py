@@ -160,6 +160,7 @@ def analyze(
             out = analyze_run(run_dir, settings=settings, track=bars.track if bars else None)
     console.print(f"analysis: {out}")
     console.print(f"summary: {out / 'summary.md'}")
+    console.print(f"add its figures to the report with: biasloop report {run_dir}")
 
 
 @app.command("ls")

@@ -296,7 +296,7 @@ def collect(directory: Path) -> ReportInput:
 
     analysis = []
     for run in runs:
-        for png in sorted((run.root / "analysis").glob("*.png")):
+        for png in sorted((run.root / "analysis").rglob("*.png")):  # `biasloop analyze` figures
             caption = png.stem.replace("_", " ").replace("-", " ")
             analysis.append((f"{run.label}: {caption}" if run.label else caption, png))
     return ReportInput(
