@@ -57,7 +57,9 @@ def plot_group_shares(table: pd.DataFrame, folder: Path) -> list[Path]:
     """Per axis: detected share of each group in neutral-prompt generations, per model."""
     written = []
     for axis_name, part in table.groupby("axis"):
-        part = part.assign(name=_model_names(part) + " · s" + part["seed"].astype(str))
+        texts = part.groupby(["condition", "model", "seed"])["texts"].transform("sum")
+        part = part.assign(name=_model_names(part) + " · s" + part["seed"].astype(str)
+                           + " (n=" + texts.astype(str) + ")")
         pivot = part.pivot_table(index="name", columns="group", values="detected_share",
                                  sort=False)
         if pivot.empty:  # no text with a cue of one group: nothing to draw

@@ -213,10 +213,7 @@ def one_row_per_model(frame: pd.DataFrame, conditions: Sequence[str]) -> pd.Data
         lambda names: "all" if set(names) >= set(conditions) and len(conditions) > 1
         else "+".join(dict.fromkeys(names))
     )
-    first = frame.drop_duplicates(
-        [c for c in frame.columns if c not in ("condition",)]
-        if "item" in frame else ["model_key", *[c for c in ("axis",) if c in frame]]
-    )
+    first = frame.drop_duplicates([c for c in frame.columns if c != "condition"])
     return first.assign(condition=first["model_key"].map(shared)).drop(columns="model_key")
 
 
@@ -454,10 +451,11 @@ def analyze_run(
     for name, frame in tables.items():
         if not frame.empty:
             write_table(out / f"{name}.parquet", frame)
+    conditions = condition_names(config)
     if "values" in tables:
-        plot_value_misalignment(tables["values"], figures)
+        plot_value_misalignment(one_row_per_model(tables["values"], conditions), figures)
     if not tables.get("group_data", pd.DataFrame()).empty:
-        plot_group_shares(tables["group_data"], figures)
+        plot_group_shares(one_row_per_model(tables["group_data"], conditions), figures)
     plot_distribution(projections, tables["distribution"], figures)
     write_text(out / "summary.md", summary_markdown(tables, settings, config))
     return out
