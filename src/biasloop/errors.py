@@ -31,3 +31,8 @@ class MissingDependencyError(BiasloopError):
 
 class RunInterrupted(BiasloopError):
     """The run was stopped by a signal (SIGTERM); ``biasloop resume`` continues it."""
+
+
+def one_line(text: str) -> str:
+    """``text`` with line breaks and other control characters escaped, so errors stay one line."""
+    return "".join(ch if ch.isprintable() or ch == " " else repr(ch)[1:-1] for ch in text)

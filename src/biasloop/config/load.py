@@ -18,15 +18,10 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from biasloop.config.schema import ExperimentConfig
-from biasloop.errors import ConfigError
+from biasloop.errors import ConfigError, one_line
 
 #: Nodes a config may expand to (YAML aliases can make a few lines huge).
 MAX_CONFIG_NODES = 100_000
-
-
-def one_line(text: str) -> str:
-    """``text`` with line breaks and other control characters escaped, so errors stay one line."""
-    return "".join(ch if ch.isprintable() or ch == " " else repr(ch)[1:-1] for ch in text)
 
 
 def check_plain_data(data: Any, *, where: str) -> None:

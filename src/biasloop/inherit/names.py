@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from biasloop.errors import DataError
+from biasloop.errors import DataError, one_line
 from biasloop.inherit.resources import packaged_json
 from biasloop.tasks.sources import split_hash
 
@@ -160,15 +160,15 @@ def table_from_mapping(data: Mapping[str, Any], *, source: str) -> NameTable:
     people = []
     for culture, genders in cultures.items():
         if not isinstance(genders, Mapping) or not str(culture).strip():
-            raise DataError(f"{source}: cultures.{culture!r} must be a named culture mapping "
-                            "genders to name lists")
+            raise DataError(one_line(f"{source}: cultures.{culture} must be a named culture "
+                                     "mapping genders to name lists"))
         for gender, names in genders.items():
             if not str(gender).strip():
-                raise DataError(f"{source}: cultures.{culture!r} has an empty gender name")
+                raise DataError(one_line(f"{source}: cultures.{culture} has an empty gender name"))
             if not isinstance(names, list) or not all(
                 isinstance(n, str) and n.strip() for n in names
             ):
-                raise DataError(f"{source}: cultures.{culture!r}.{gender!r} must be a list of names")
+                raise DataError(one_line(f"{source}: cultures.{culture}.{gender} must be a list of names"))
             people.extend(
                 Person(name=n.strip(), gender=str(gender).strip(), culture=str(culture).strip())
                 for n in names

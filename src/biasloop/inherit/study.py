@@ -56,7 +56,7 @@ import numpy as np
 import pandas as pd
 
 from biasloop.config.schema import ExperimentConfig
-from biasloop.errors import ConfigError
+from biasloop.errors import ConfigError, one_line
 from biasloop.inherit.augment import write_augmented
 from biasloop.inherit.evaluations import EVALUATIONS, EvalItem, EvalSettings, Evaluation
 from biasloop.inherit.measure import MeasureSettings, measure
@@ -708,7 +708,7 @@ def check_inheritance(config: ExperimentConfig) -> None:
     for name in settings.evaluation_settings:
         if name not in EVALUATIONS:
             raise ConfigError(
-                f"inheritance.evaluation_settings.{name!r}: unknown evaluation {name!r}; "
+                f"inheritance.evaluation_settings.{one_line(name)}: unknown evaluation {name!r}; "
                 f"valid: {', '.join(EVALUATIONS.names())}"
             )
     augment_names, eval_names = name_tables(config)
