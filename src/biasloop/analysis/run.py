@@ -146,8 +146,6 @@ def analyse_models(
     track: Track,
 ) -> dict[str, dict[str, Any]]:
     """Per distinct model key: its option distributions and neutral-prompt texts (cached)."""
-    from biasloop.models.loading import load_backend
-
     cache = store.path("analysis", "models")
     results: dict[str, dict[str, Any]] = {}
     todo = []
@@ -163,7 +161,11 @@ def analyse_models(
         todo.append(unit)
     if not todo:
         return results
-    backend = load_backend(config.model)
+    from biasloop.runner.studies import Components
+
+    # A condition may name its own model; loaded once each, one in memory at a time.
+    components = Components()
+    todo.sort(key=lambda u: resolved_condition(config, u.condition).model.model_dump_json())
     augmentation = config.inheritance.augmentation
     generation = GenerationConfig(
         max_new_tokens=augmentation.max_new_tokens,
@@ -172,6 +174,7 @@ def analyse_models(
         batch_size=config.generation.batch_size,
     )
     for unit in track("analyse models", todo):
+        backend = components.backend(resolved_condition(config, unit.condition).model)
         backend.reset_to_base()
         if unit.model_dir is not None:
             backend.load_trained(unit.model_dir)
