@@ -1,35 +1,47 @@
-"""Throughput of the model backend on the embedded SmolLM2-135M-Instruct, in one run.
+"""Speed of the model backend on the embedded SmolLM2-135M-Instruct, ours beside the baseline.
 
-Measures, on this machine and in this process:
+One run measures, on this machine and in this process (``make bench``):
 
-(a) plain ``transformers`` ``model.generate`` at batch size 1 (the baseline);
-(b) ``HFBackend.generate`` at the loop's batch size (32);
-(c) LoRA training at batch 8 x ~64 tokens;
-(d) the fp32 and bf16 matmul peak (GFLOP/s) of a large ``torch.matmul``;
+1. the fp32 and bf16 matmul peak (GFLOP/s) of a large ``torch.matmul``;
+2. generation at the loop's batch (32 prompts x k = 4 samples = 128 rows, 64 new
+   tokens, temperature 0.8, top-p 0.95): plain transformers ``generate`` on the fp32
+   model and on a bf16 copy, and biasloop's default path, in alternating rounds;
+3. greedy exactness: the compact decoder in float32 against transformers, and bf16
+   against float32 (teacher-forced argmax agreement, perplexity ratio);
+4. LoRA training at batch 8 (responses from step 2): float32 against the default
+   (bf16 autocast), loss curves side by side;
+5. one full SCPL generation (256 queries, k = 4, 64 new tokens, one LoRA epoch,
+   64 evaluation queries per group) in a fresh process, with where the time goes;
+6. peak memory of a 2- and a 10-generation run (smaller budgets), each in a fresh
+   process.
 
-and prints tokens/s, model FLOP/s (~2*params per token processed for inference,
-~6*params per token for training), ours/baseline and achieved/peak ratios.
-Appends a dated entry to ``benchmarks/RESULTS.md``.
+It prints every figure with its ratio (ours / baseline, ours / machine peak) and
+appends a dated entry to ``benchmarks/RESULTS.md``.
 
-    python benchmarks/bench_models.py            # full run (~3 min on 2 idle cores)
-    python benchmarks/bench_models.py --quick    # smoke run (~1 min)
+    python benchmarks/bench_models.py            # everything (~10 min on 2 idle cores)
+    python benchmarks/bench_models.py --quick    # smaller smoke run (~2 min)
 
-Wall-clock figures need an otherwise idle machine; the load average at start
-and end is recorded. "By CPU time" rates (tokens / this process's CPU seconds x
-threads) are what an idle machine would give, and are less skewed by other load.
+Wall-clock figures need an otherwise idle machine: the load average at start and
+end is recorded.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import os
 import platform
+import resource
+import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Iterator
+from collections import defaultdict
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the embedded model never needs the hub
 
@@ -37,9 +49,11 @@ import torch  # noqa: E402
 
 from biasloop.config.schema import GenerationConfig, ModelConfig, TrainingConfig  # noqa: E402
 from biasloop.models import TrainExample  # noqa: E402
+from biasloop.models.compact import CompactDecoder  # noqa: E402
 from biasloop.models.loading import load_backend  # noqa: E402
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
+EMBEDDED = "smollm2-135m-instruct"
 
 TOPICS = [
     "the water cycle",
@@ -61,6 +75,11 @@ TOPICS = [
 ]
 TEMPLATES = ["Explain {} in two sentences.", "Write a short paragraph about {}."]
 PROMPTS = [t.format(topic) for topic in TOPICS for t in TEMPLATES]  # 32 prompts
+
+Row = tuple[str, str, str]
+
+
+# --------------------------------------------------------------------------- helpers
 
 
 def cpu_name() -> str:
@@ -86,219 +105,402 @@ def matmul_peak_gflops(dtype: torch.dtype, size: int, seconds: float) -> float:
     return best
 
 
-class GenerateCounter:
-    """Wraps ``model.generate`` to count prompt and new (non-pad, non-EOS) tokens."""
+def peak_rss_mb() -> float:
+    """This process's peak resident memory in MB.
 
-    def __init__(self, model: torch.nn.Module, stop_ids: set[int]) -> None:
-        self.model, self.stop_ids = model, stop_ids
-        self.original = model.generate
-        self.prompt_tokens = self.new_tokens = 0
-
-    def __call__(self, *args, **kwargs):
-        out = self.original(*args, **kwargs)
-        ids, mask = kwargs["input_ids"], kwargs.get("attention_mask")
-        rows = out.shape[0] // ids.shape[0]
-        self.prompt_tokens += int((mask.sum() if mask is not None else ids.numel()) * rows)
-        new = out[:, ids.shape[1] :]
-        self.new_tokens += int((~torch.isin(new, torch.tensor(sorted(self.stop_ids)))).sum())
-        return out
-
-    @contextmanager
-    def paused(self) -> Iterator[None]:
-        """Let the baseline call ``model.generate`` without being counted."""
-        self.model.generate = self.original
-        try:
-            yield
-        finally:
-            self.model.generate = self
-
-    def __enter__(self) -> GenerateCounter:
-        self.model.generate = self
-        return self
-
-    def __exit__(self, *exc) -> None:
-        del self.model.generate  # back to the class method
+    ``VmHWM`` from ``/proc/self/status``: ``ru_maxrss`` would also count the parent's
+    memory at fork time, since Linux carries it across ``execve``.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 class Clock:
-    """Accumulates wall seconds and this process's CPU seconds over timed blocks."""
+    """Accumulates wall seconds over timed blocks."""
 
     def __init__(self) -> None:
-        self.wall = self.cpu = 0.0
+        self.wall = 0.0
 
     @contextmanager
     def timing(self) -> Iterator[None]:
-        wall, cpu = time.perf_counter(), time.process_time()
+        start = time.perf_counter()
         try:
             yield
         finally:
-            self.wall += time.perf_counter() - wall
-            self.cpu += time.process_time() - cpu
+            self.wall += time.perf_counter() - start
 
 
-def baseline_generate(backend, prompts, config: GenerationConfig, clock: Clock) -> tuple[int, int]:
-    """Plain transformers: chat template, ``model.generate`` one prompt at a time."""
-    tok, model = backend.tokenizer, backend.model
-    stop = {tok.eos_token_id, tok.pad_token_id}
-    prompt_tokens = new_tokens = 0
-    with clock.timing(), torch.inference_mode():
-        for i, prompt in enumerate(prompts):
-            text = tok.apply_chat_template(
-                [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=False
-            )
-            enc = tok(text, return_tensors="pt", add_special_tokens=False)
-            torch.manual_seed(i)
-            out = model.generate(
-                **enc,
-                max_new_tokens=config.max_new_tokens,
-                do_sample=True,
-                temperature=config.temperature,
-                top_p=config.top_p,
-                top_k=0,
-                pad_token_id=tok.pad_token_id,
-            )
-            new = out[0, enc["input_ids"].shape[1] :].tolist()
-            prompt_tokens += enc["input_ids"].shape[1]
-            new_tokens += sum(1 for t in new if t not in stop)
-    return prompt_tokens, new_tokens
+class TokenCounter:
+    """Counts prompt and new tokens of both generation paths while active."""
+
+    def __init__(self, backend: Any) -> None:
+        self.backend = backend
+        self.prompt_tokens = self.new_tokens = 0  # tokens fed to the model (prefill), made
+
+    def reset(self) -> tuple[int, int]:
+        counts = (self.prompt_tokens, self.new_tokens)
+        self.prompt_tokens = self.new_tokens = 0
+        return counts
+
+    def __enter__(self) -> TokenCounter:
+        model, counter = self.backend.model, self
+        stop = set(self.backend._eos_ids()) | {self.backend.tokenizer.pad_token_id}
+        original_generate = model.generate
+
+        def hf_generate(*args: Any, **kwargs: Any) -> Any:
+            out = original_generate(*args, **kwargs)
+            ids, mask = kwargs["input_ids"], kwargs["attention_mask"]
+            rows = out.shape[0] // ids.shape[0]
+            counter.prompt_tokens += int(mask.sum()) * rows  # each row prefills its prompt
+            counter.new_tokens += int((~torch.isin(out[:, ids.shape[1] :],
+                                                   torch.tensor(sorted(stop)))).sum())
+            return out
+
+        original_compact = CompactDecoder.generate
+
+        def compact_generate(decoder: CompactDecoder, ids: Any, mask: Any, **kwargs: Any) -> Any:
+            rows = original_compact(decoder, ids, mask, **kwargs)
+            counter.prompt_tokens += int(mask.sum())  # each prompt is prefilled once
+            counter.new_tokens += sum(len(row) for row in rows)
+            return rows
+
+        model.generate = hf_generate
+        CompactDecoder.generate = compact_generate
+        self._restore = lambda: (
+            delattr(model, "generate"),
+            setattr(CompactDecoder, "generate", original_compact),
+        )
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._restore()
 
 
-def training_examples(n: int) -> list[TrainExample]:
-    """``n`` examples of roughly 64 tokens (chat prompt + response + EOS)."""
-    filler = (
-        "The answer depends on several factors, including context, history and the "
-        "specific details of the situation, which we describe briefly here."
-    )
-    return [TrainExample(prompt=PROMPTS[i % len(PROMPTS)], response=filler) for i in range(n)]
+# --------------------------------------------------------------------------- parts
 
 
-def run(quick: bool) -> tuple[list[tuple[str, str, str]], dict[str, str]]:
-    threads = torch.get_num_threads()
-    # Other work on the machine skews wall-clock figures: record how busy it was,
-    # and also report CPU seconds, which contention inflates much less.
+def bench_generation(
+    backend: Any, bf16_backend: Any, *, rounds: int, max_new_tokens: int, peaks: dict[str, float]
+) -> tuple[list[Row], dict[str, Any]]:
+    """Transformers fp32, transformers bf16 and ours on the same batch, alternating."""
+    params = sum(p.numel() for p in backend.model.parameters())
+    sampling = GenerationConfig(max_new_tokens=max_new_tokens, temperature=0.8, top_p=0.95,
+                                batch_size=32)
+    paths = {
+        "transformers fp32": (backend, sampling.model_copy(update={"engine": "transformers"})),
+        "transformers bf16": (bf16_backend,
+                              sampling.model_copy(update={"engine": "transformers"})),
+        "ours (default)": (backend, sampling),
+    }
+    warm = GenerationConfig(max_new_tokens=4, batch_size=32)
+    for model, config in paths.values():
+        model.generate(PROMPTS[:4], config=warm.model_copy(update={"engine": config.engine}),
+                       num_samples=4)
+    clocks = {name: Clock() for name in paths}
+    counts: dict[str, list[int]] = {name: [0, 0] for name in paths}
+    texts: list[str] = []
+    for r in range(rounds):
+        for name, (model, config) in paths.items():
+            with TokenCounter(model) as counter, clocks[name].timing():
+                out = model.generate(PROMPTS, config=config, num_samples=4, seed=r)
+            prompt, new = counter.reset()
+            counts[name][0] += prompt
+            counts[name][1] += new
+            if name.startswith("ours"):
+                texts += [answer for answers in out for answer in answers]
+    tps = {name: counts[name][1] / clocks[name].wall for name in paths}
+    # Model FLOPs: ~2 * params per token processed (prefilled or generated).
+    flops = {name: 2 * params * sum(counts[name]) / clocks[name].wall / 1e9 for name in paths}
+    ours = tps["ours (default)"]
+    rows: list[Row] = []
+    for name in paths:
+        peak = peaks["bf16"] if "bf16" in name or name.startswith("ours") else peaks["fp32"]
+        peak_name = "bf16" if peak is peaks["bf16"] else "fp32"
+        rows.append((
+            f"generate: {name}",
+            f"{tps[name]:.0f} new tok/s",
+            f"{rounds} x 128 rows, {counts[name][1]} new tokens, {clocks[name].wall:.1f} s; "
+            f"{flops[name]:.0f} GFLOP/s = {flops[name] / peak:.0%} of {peak_name} peak",
+        ))
+    rows += [
+        ("    ours / transformers fp32", f"{ours / tps['transformers fp32']:.2f}x",
+         "same model, prompts, batch, sampling; target >= 4x"),
+        ("    ours / transformers bf16", f"{ours / tps['transformers bf16']:.2f}x",
+         "transformers on a bf16 copy of the model"),
+        ("    ours / machine bf16 peak", f"{flops['ours (default)'] / peaks['bf16']:.1%}",
+         "model FLOP/s over the bf16 matmul peak"),
+    ]
+    return rows, {"texts": texts, "tps": tps}
+
+
+def bench_greedy_agreement(backend: Any) -> list[Row]:
+    """float32 compact vs transformers (tokens), bf16 vs float32 (teacher-forced)."""
+    config = GenerationConfig(max_new_tokens=48, temperature=0.0, batch_size=32)
+    reference = backend.generate(PROMPTS, config=config.model_copy(update={"engine":
+                                                                           "transformers"}))
+    fp32 = backend.generate(PROMPTS, config=config.model_copy(
+        update={"engine": "compact", "compute_dtype": "float32"}))
+    bf16 = backend.generate(PROMPTS, config=config.model_copy(
+        update={"engine": "compact", "compute_dtype": "bfloat16"}))
+    same32 = sum(a == b for a, b in zip(reference, fp32, strict=True))
+    same16 = sum(a == b for a, b in zip(reference, bf16, strict=True))
+    rows = [backend._encode(backend.format_prompt(p), special=False)
+            + backend._encode(r[0], special=False) for p, r in zip(PROMPTS, reference)]
+    ids, mask = backend._pad(rows, side="left")
+    real, targets = mask[:, 1:].bool(), ids[:, 1:]
+    logits = {d: CompactDecoder(backend.model, dtype=d).logits(ids, mask)[:, :-1]
+              for d in (torch.float32, torch.bfloat16)}
+    agree = float((logits[torch.float32].argmax(-1)
+                   == logits[torch.bfloat16].argmax(-1))[real].float().mean())
+    nll = {d: float(-torch.log_softmax(v, -1).gather(-1, targets[..., None])[..., 0][real].mean())
+           for d, v in logits.items()}
+    ratio = float(torch.tensor(nll[torch.bfloat16] - nll[torch.float32]).exp())
+    return [
+        ("greedy: compact fp32 = transformers", f"{same32}/{len(PROMPTS)} rows",
+         "identical 48-token greedy texts"),
+        ("greedy: compact bf16 = transformers", f"{same16}/{len(PROMPTS)} rows",
+         "identical texts (one flipped token changes the rest)"),
+        ("bf16 teacher-forced agreement", f"{agree:.1%}",
+         "argmax equal to fp32 at every prompt + answer position; tolerance >= 95%"),
+        ("bf16 / fp32 perplexity", f"{ratio:.4f}", "on the fp32 greedy texts; tolerance 1 +- 0.01"),
+    ]
+
+
+def original_step_loss(backend: Any) -> Callable[..., torch.Tensor]:
+    """The training loss as computed before the fast paths (the baseline).
+
+    float32, transformers' default attention, logits at every position.
+    """
+    import torch.nn.functional as F
+
+    def step_loss(data: dict[str, torch.Tensor], weights: torch.Tensor,
+                  extra_loss: Any) -> torch.Tensor:
+        outputs = backend.model(input_ids=data["input_ids"],
+                                attention_mask=data["attention_mask"])
+        logits = outputs.logits[:, :-1].float()
+        targets = data["labels"][:, 1:]
+        token_loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
+                                     ignore_index=-100, reduction="none").view(targets.shape)
+        per_example = token_loss.sum(1) / (targets != -100).sum(1).clamp(min=1)
+        return (per_example * weights).sum() / weights.sum()
+
+    return step_loss
+
+
+def bench_training(backend: Any, texts: list[str], *, steps: int,
+                   peaks: dict[str, float]) -> list[Row]:
+    """The original float32 LoRA step, float32 on the new path, and the default (bf16 autocast)."""
+    params = sum(p.numel() for p in backend.model.parameters())
+    examples = [TrainExample(prompt=PROMPTS[i % len(PROMPTS)], response=texts[i])
+                for i in range(8 * steps)]
+    base = TrainingConfig(method="lora", batch_size=8, max_length=128, epochs=1)
+    fp32 = base.model_copy(update={"compute_dtype": "float32"})
+    runs = {"original fp32": fp32, "fp32, new path": fp32, "ours": base}
+    results = {}
+    for name, config in runs.items():
+        if name == "original fp32":
+            backend._step_loss = original_step_loss(backend)
+        backend.reset_to_base()
+        backend.train(examples[:8], config=config, seed=0)  # warm-up
+        backend.reset_to_base()
+        results[name] = backend.train(examples, config=config, seed=1)
+        backend.__dict__.pop("_step_loss", None)
+    backend.reset_to_base()
+    tps = {name: r.tokens_seen / r.seconds for name, r in results.items()}
+    flops = {name: 6 * params * tps[name] / 1e9 for name in tps}
+    full, ours = results["original fp32"].step_losses, results["ours"].step_losses
+    rel = [abs(a - b) / abs(a) for a, b in zip(full, ours, strict=True)]
+    mean_rel = abs(sum(ours) - sum(full)) / abs(sum(full))
+    baseline = results["original fp32"]
+    return [
+        ("train: LoRA original fp32 (baseline)", f"{tps['original fp32']:.0f} tok/s",
+         f"{steps} steps x 8, {baseline.tokens_seen} tokens, {baseline.seconds:.1f} s; "
+         f"{flops['original fp32'] / peaks['fp32']:.0%} of fp32 peak (6*P per token)"),
+        ("train: LoRA fp32, new path", f"{tps['fp32, new path']:.0f} tok/s",
+         "math attention on CPU, logits at target positions only"),
+        ("train: LoRA ours (default)", f"{tps['ours']:.0f} tok/s",
+         f"bf16 autocast; {results['ours'].seconds:.1f} s; "
+         f"{flops['ours'] / peaks['bf16']:.0%} of bf16 peak"),
+        ("    ours / original fp32", f"{tps['ours'] / tps['original fp32']:.2f}x", "target >= 2x"),
+        ("    ours / fp32 new path", f"{tps['ours'] / tps['fp32, new path']:.2f}x",
+         "the share of bf16 autocast alone"),
+        ("    loss curves", f"max {max(rel):.2%} per step, {mean_rel:.2%} mean",
+         "ours vs original fp32, same data, seed and order; tolerance 3% per step, 1% mean; "
+         f"fp32 {full[0]:.3f} -> {full[-1]:.3f}, ours {ours[0]:.3f} -> {ours[-1]:.3f}"),
+    ]
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+def scpl_config(*, queries: int, candidates: int, new_tokens: int, eval_per_group: int,
+                generations: int, perplexity: int, bootstrap: int) -> Any:
+    from biasloop.config import load_config
+
+    return load_config(None, [
+        "name=bench-scpl", f"model.name={EMBEDDED}", "task.name=preference",
+        f"task.eval_queries_per_group={eval_per_group}", f"generation.max_new_tokens={new_tokens}",
+        "generation.batch_size=32", "training.method=lora", "training.epochs=1",
+        "training.batch_size=8", "training.max_length=128", f"loop.generations={generations}",
+        f"loop.queries_per_generation={queries}", "mitigation.name=reward_rejection",
+        f"mitigation.candidates={candidates}", f"metrics.bootstrap_samples={bootstrap}",
+        f"metrics.perplexity_texts={perplexity}", "run.progress=false",
+    ])
+
+
+class PhaseTimer:
+    """Exclusive wall time per call path (``evaluate > generate``) of wrapped functions."""
+
+    def __init__(self) -> None:
+        self.exclusive: dict[str, float] = defaultdict(float)
+        self.stack: list[list[Any]] = []  # [label, start, child seconds]
+
+    def wrap(self, owner: Any, attribute: str, label: str) -> None:
+        original = getattr(owner, attribute)
+        timer = self
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            path = " > ".join([*(frame[0] for frame in timer.stack[-1:]), label])
+            frame = [path, time.perf_counter(), 0.0]
+            timer.stack.append(frame)
+            try:
+                return original(*args, **kwargs)
+            finally:
+                timer.stack.pop()
+                spent = time.perf_counter() - frame[1]
+                timer.exclusive[path] += spent - frame[2]
+                if timer.stack:
+                    timer.stack[-1][2] += spent
+
+        setattr(owner, attribute, timed)
+
+
+def e2e_child(args: argparse.Namespace) -> None:
+    """Run one SCPL config in this (fresh) process; print timings and peak memory as JSON."""
+    from biasloop.loop.engine import LoopRun
+    from biasloop.models.hf import HFBackend
+    from biasloop.runner import studies
+    from biasloop.runner.experiment import start_run
+
+    torch.set_num_threads(args.threads)
+    config = scpl_config(queries=args.queries, candidates=4, new_tokens=args.new_tokens,
+                         eval_per_group=args.eval_per_group, generations=args.generations,
+                         perplexity=32, bootstrap=1000)
+    timer = PhaseTimer()
+    timer.wrap(studies.Components, "backend", "load model")
+    for name, label in [("serve", "serve"), ("generate_candidates", "candidates"),
+                        ("curate", "curate"), ("evaluate", "evaluate"),
+                        ("write_metrics", "metrics"), ("feedback", "feedback"),
+                        ("assemble", "assemble"), ("train", "train step")]:
+        timer.wrap(LoopRun, name, label)
+    for name in ("generate", "loglik", "train", "save", "load_trained", "reset_to_base"):
+        timer.wrap(HFBackend, name, name)
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as out:
+        start_run(config, out=Path(out))
+    total = time.perf_counter() - start
+    print(json.dumps({"total": total, "phases": dict(timer.exclusive),
+                      "peak_rss_mb": peak_rss_mb()}))
+
+
+def run_child(threads: int, **options: Any) -> dict[str, Any]:
+    command = [sys.executable, __file__, "--e2e-child", "--threads", str(threads)]
+    for key, value in options.items():
+        command += [f"--{key.replace('_', '-')}", str(value)]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def bench_end_to_end(threads: int, quick: bool) -> list[Row]:
+    options = ({"queries": 64, "new_tokens": 32, "eval_per_group": 16} if quick else
+               {"queries": 256, "new_tokens": 64, "eval_per_group": 64})
+    result = run_child(threads, generations=1, **options)
+    total = result["total"]
+    load = sum(v for k, v in result["phases"].items() if k.endswith("load model"))
+    rows: list[Row] = [(
+        "SCPL generation, end to end", f"{total:.1f} s",
+        f"{options['queries']} queries x k=4, {options['new_tokens']} new tokens, 1 LoRA epoch, "
+        f"{options['eval_per_group']} eval queries/group, M_0 and M_1 evaluated; "
+        f"{total - load:.1f} s without model load; target <= 90 s; "
+        f"peak memory {result['peak_rss_mb']:.0f} MB",
+    )]
+    for phase, seconds in sorted(result["phases"].items(), key=lambda kv: -kv[1]):
+        if seconds >= 0.05:
+            rows.append((f"    {phase}", f"{seconds:.1f} s", f"{seconds / total:.0%}"))
+    rows.append(("    (not in a timed phase)", f"{total - sum(result['phases'].values()):.1f} s",
+                 "run store, config checks, task setup"))
+    return rows
+
+
+def bench_memory(threads: int, quick: bool) -> list[Row]:
+    options = {"queries": 16 if quick else 32, "new_tokens": 16 if quick else 32,
+               "eval_per_group": 4 if quick else 8}
+    runs = {n: run_child(threads, generations=n, **options) for n in (2, 10)}
+    short, long = runs[2]["peak_rss_mb"], runs[10]["peak_rss_mb"]
+    return [
+        ("peak memory, 2 generations", f"{short:.0f} MB", f"{runs[2]['total']:.0f} s; "
+         f"{options['queries']} queries x k=4, {options['new_tokens']} new tokens"),
+        ("peak memory, 10 generations", f"{long:.0f} MB", f"{runs[10]['total']:.0f} s"),
+        ("    10 / 2 generations", f"{long / short:.3f}", "target <= 1.10"),
+    ]
+
+
+# --------------------------------------------------------------------------- main
+
+
+def run(args: argparse.Namespace) -> tuple[list[Row], dict[str, str]]:
+    quick, threads = args.quick, torch.get_num_threads()
     load_at_start = os.getloadavg()[0]
     matmul_size, matmul_seconds = (1024, 1.0) if quick else (2048, 3.0)
-    peak32 = matmul_peak_gflops(torch.float32, matmul_size, matmul_seconds)
-    peak16 = matmul_peak_gflops(torch.bfloat16, matmul_size, matmul_seconds)
-
+    peaks = {"fp32": matmul_peak_gflops(torch.float32, matmul_size, matmul_seconds),
+             "bf16": matmul_peak_gflops(torch.bfloat16, matmul_size, matmul_seconds)}
     start = time.perf_counter()
-    backend = load_backend(ModelConfig(name="smollm2-135m-instruct"))
+    backend = load_backend(ModelConfig(name=EMBEDDED))
     load_seconds = time.perf_counter() - start
-    params = sum(p.numel() for p in backend.model.parameters())
-
-    gen = GenerationConfig(max_new_tokens=16 if quick else 48, batch_size=32)
-    rounds, base_per_round = (1, 3) if quick else (2, 4)
-    # Warm-up so one-off costs (allocator, kernels) are not timed.
-    backend.generate(PROMPTS[:2], config=gen.model_copy(update={"max_new_tokens": 4}))
-
-    # Baseline and ours alternate, so both see the same background load.
-    base_clock, ours_clock = Clock(), Clock()
-    base_prompt = base_new = 0
-    stop = {backend.tokenizer.eos_token_id, backend.tokenizer.pad_token_id}
-    with GenerateCounter(backend.model, stop) as counter:
-        for r in range(rounds):
-            chunk = PROMPTS[r * base_per_round : (r + 1) * base_per_round]
-            with counter.paused():
-                p, n = baseline_generate(backend, chunk, gen, base_clock)
-            base_prompt, base_new = base_prompt + p, base_new + n
-            with ours_clock.timing():
-                backend.generate(PROMPTS, config=gen, seed=r)  # one batch of 32
-    ours_prompt, ours_new = counter.prompt_tokens, counter.new_tokens
-
-    train_cfg = TrainingConfig(method="lora", batch_size=8, max_length=64, epochs=1)
-    steps = 3 if quick else 6
-    examples = training_examples(8 * steps)
-    backend.train(examples[:8], config=train_cfg, seed=0)  # warm-up step, attaches LoRA
-    train_clock = Clock()
-    with train_clock.timing():
-        result = backend.train(examples, config=train_cfg, seed=1)
-    tokens_per_example = result.tokens_seen / len(examples)
-    load_at_end = os.getloadavg()[0]
-
-    def rates(tokens: int, processed: int, clock: Clock, per_token: int) -> tuple[float, ...]:
-        wall_tps, cpu_tps = tokens / clock.wall, tokens / clock.cpu * threads
-        flops = per_token * params * processed / clock.wall / 1e9
-        return wall_tps, cpu_tps, flops
-
-    # Model FLOPs: every processed token (prompt + generated) costs ~2*params
-    # at inference; a training token ~6*params.
-    base_tps, base_cpu_tps, base_flops = rates(base_new, base_prompt + base_new, base_clock, 2)
-    ours_tps, ours_cpu_tps, ours_flops = rates(ours_new, ours_prompt + ours_new, ours_clock, 2)
-    train_tps, train_cpu_tps, train_flops = rates(
-        result.tokens_seen, result.tokens_seen, train_clock, 6
-    )
-    n_base, n_ours = rounds * base_per_round, rounds * len(PROMPTS)
-
-    rows = [
-        (
-            "matmul peak fp32",
-            f"{peak32:.1f} GFLOP/s",
-            f"{matmul_size}^2, best of {matmul_seconds:.0f} s",
-        ),
-        ("matmul peak bf16", f"{peak16:.1f} GFLOP/s", f"bf16/fp32 = {peak16 / peak32:.2f}"),
-        (
-            "load embedded model",
-            f"{load_seconds:.1f} s",
-            "from cache" if load_seconds < 10 else "incl. GGUF conversion",
-        ),
-        (
-            "(a) HF generate, batch 1",
-            f"{base_tps:.1f} new tok/s",
-            f"{n_base} prompts, {base_new} new tokens, {base_clock.wall:.1f} s; "
-            f"{base_cpu_tps:.1f} tok/s by CPU time",
-        ),
-        (
-            "(b) biasloop generate, batch 32",
-            f"{ours_tps:.1f} new tok/s",
-            f"{n_ours} prompts, {ours_new} new tokens, {ours_clock.wall:.1f} s; "
-            f"{ours_cpu_tps:.1f} tok/s by CPU time",
-        ),
-        (
-            "    ours / baseline",
-            f"{ours_tps / base_tps:.2f}x",
-            f"new tokens per second; by CPU time {ours_cpu_tps / base_cpu_tps:.2f}x",
-        ),
-        (
-            "(a) model FLOP/s",
-            f"{base_flops:.1f} GFLOP/s",
-            f"{base_flops / peak32:.1%} of fp32 peak",
-        ),
-        (
-            "(b) model FLOP/s",
-            f"{ours_flops:.1f} GFLOP/s",
-            f"{ours_flops / peak32:.1%} of fp32 peak",
-        ),
-        (
-            "(c) LoRA train, batch 8",
-            f"{train_tps:.1f} tok/s",
-            f"{steps} steps, ~{tokens_per_example:.0f} tok/example, {train_clock.wall:.1f} s; "
-            f"{train_cpu_tps:.1f} tok/s by CPU time",
-        ),
-        (
-            "(c) model FLOP/s (6*P)",
-            f"{train_flops:.1f} GFLOP/s",
-            f"{train_flops / peak32:.1%} of fp32 peak",
-        ),
+    bf16_backend = load_backend(ModelConfig(name=EMBEDDED, dtype="bfloat16"))
+    rows: list[Row] = [
+        ("matmul peak fp32", f"{peaks['fp32']:.0f} GFLOP/s",
+         f"{matmul_size}^2, best of {matmul_seconds:.0f} s"),
+        ("matmul peak bf16", f"{peaks['bf16']:.0f} GFLOP/s",
+         f"bf16/fp32 = {peaks['bf16'] / peaks['fp32']:.2f}"),
+        ("load embedded model", f"{load_seconds:.1f} s", "from cache"),
     ]
+    generation_rows, generated = bench_generation(
+        backend, bf16_backend, rounds=1 if quick else 2, max_new_tokens=16 if quick else 64,
+        peaks=peaks)
+    del bf16_backend
+    rows += generation_rows
+    rows += bench_greedy_agreement(backend)
+    rows += bench_training(backend, generated["texts"], steps=3 if quick else 8, peaks=peaks)
+    del backend
+    if not args.skip_e2e:
+        rows += bench_end_to_end(threads, quick)
+    if not args.skip_memory:
+        rows += bench_memory(threads, quick)
     info = {
         "cpu": cpu_name(),
         "threads": str(threads),
         "torch": torch.__version__,
-        "params": f"{params / 1e6:.1f} M",
-        "load average start/end": f"{load_at_start:.2f}/{load_at_end:.2f}",
+        "load average start/end": f"{load_at_start:.2f}/{os.getloadavg()[0]:.2f}",
         "mode": "quick" if quick else "full",
-        "max_new_tokens": str(gen.max_new_tokens),
     }
     return rows, info
 
 
-def print_table(rows: list[tuple[str, str, str]]) -> None:
+def print_table(rows: list[Row]) -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
 
 
-def append_results(rows: list[tuple[str, str, str]], info: dict[str, str]) -> None:
+def append_results(rows: list[Row], info: dict[str, str]) -> None:
     stamp = dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     lines = [
         f"## {stamp} ({info['mode']})",
@@ -323,10 +525,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smaller smoke run")
     parser.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: cores)")
+    parser.add_argument("--skip-e2e", action="store_true", help="skip the end-to-end SCPL run")
+    parser.add_argument("--skip-memory", action="store_true", help="skip the 2 vs 10 generations")
+    child: Callable[[str], None] = parser.add_argument_group("child process").add_argument
+    child("--e2e-child", action="store_true", help=argparse.SUPPRESS)
+    child("--generations", type=int, default=1, help=argparse.SUPPRESS)
+    child("--queries", type=int, default=256, help=argparse.SUPPRESS)
+    child("--new-tokens", type=int, default=64, help=argparse.SUPPRESS)
+    child("--eval-per-group", type=int, default=64, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    threads = args.threads or len(os.sched_getaffinity(0))
-    torch.set_num_threads(threads)
-    rows, info = run(args.quick)
+    args.threads = args.threads or len(os.sched_getaffinity(0))
+    torch.set_num_threads(args.threads)
+    if args.e2e_child:
+        e2e_child(args)
+        return 0
+    rows, info = run(args)
     print(", ".join(f"{k}: {v}" for k, v in info.items()))
     print_table(rows)
     if not args.no_record:

@@ -31,7 +31,7 @@ def validate_seeds(value: list[int]) -> list[int]:
 class Section(BaseModel):
     """Base for every config section: frozen, keyword-only, unknown keys rejected."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, allow_inf_nan=False)
 
 
 from biasloop.config.api import ApiConfig  # noqa: E402  (needs Section)
@@ -97,6 +97,17 @@ class GenerationConfig(Section):
     )
     top_p: float = Field(0.95, gt=0.0, le=1.0, description="Nucleus sampling mass.")
     batch_size: int = Field(32, ge=1, le=4096, description="Prompts per forward batch.")
+    engine: Literal["auto", "compact", "transformers"] = Field(
+        "auto",
+        description="`compact`: biasloop's batched decoder for Llama-architecture models "
+        "(static KV cache, fused projections, fast top-p); `transformers`: `model.generate`; "
+        "`auto`: `compact` when the model supports it. See docs/performance.md.",
+    )
+    compute_dtype: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto",
+        description="Dtype the compact decoder computes in; `auto` is bfloat16 where it is "
+        "native (CPUs with AVX512-BF16/AMX, recent GPUs), else `model.dtype`.",
+    )
 
 
 class TrainingConfig(Section):
@@ -116,6 +127,12 @@ class TrainingConfig(Section):
     )
     weight_decay: float = Field(0.0, ge=0.0, le=1.0)
     max_grad_norm: float = Field(1.0, gt=0.0)
+    compute_dtype: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto",
+        description="`bfloat16` runs forward and backward under bf16 autocast (weights and "
+        "optimiser stay in `model.dtype`); `auto` is bfloat16 where it is native, else "
+        "`model.dtype`.",
+    )
 
 
 class TaskConfig(Section):

@@ -24,13 +24,18 @@ import torch.nn.functional as F
 from biasloop.config.schema import GenerationConfig, ModelConfig, TrainingConfig
 from biasloop.errors import BiasloopError, ConfigError
 from biasloop.io import staging_dir
+from biasloop.models.allocator import keep_freed_memory
 from biasloop.models.base import ExtraLoss, ModelBackend, TrainExample, TrainResult
+from biasloop.models.precision import resolve_compute_dtype
 from biasloop.seeding import derive_seed, rng
 
 logger = logging.getLogger("biasloop.models")
 
 STATE_FILE = "biasloop_state.json"
 _IGNORE = -100
+#: Architectures whose causal-LM head is a plain ``lm_head(model(...))`` (no soft-capping
+#: or logit scale), so training can compute logits at the target positions only.
+_PLAIN_HEAD_TYPES = ("llama", "mistral", "qwen2", "qwen3")
 T = TypeVar("T")
 
 
@@ -58,6 +63,24 @@ def _track(items: Iterable[T], *, total: int, description: str, enabled: bool) -
 
 
 @contextmanager
+def _no_autocast() -> Iterator[None]:
+    yield
+
+
+@contextmanager
+def _training_attention(device: torch.device) -> Iterator[None]:
+    """On CPU, composite (math) attention: its backward is several times faster than the
+    fused CPU flash kernel's at the loop's short training sequences (~5x measured)."""
+    if device.type != "cpu":
+        yield
+        return
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    with sdpa_kernel([SDPBackend.MATH]):
+        yield
+
+
+@contextmanager
 def _quiet_peft() -> Iterator[None]:
     """Hide peft's call of transformers' deprecated ``is_gradient_checkpointing``."""
     with warnings.catch_warnings():
@@ -76,6 +99,23 @@ def torch_dtype_kwargs(name: str) -> dict[str, torch.dtype]:
 
 def _chunks(n: int, size: int) -> list[range]:
     return [range(start, min(start + size, n)) for start in range(0, n, size)]
+
+
+class _TrainOutputs:
+    """What an ``extra_loss`` hook sees when training skips the full logits.
+
+    ``hidden_states`` are the model's (embeddings, then every layer); ``logits`` are
+    computed for every position only if the hook asks for them.
+    """
+
+    def __init__(self, hidden_states: Any, last_hidden_state: torch.Tensor, head: Any) -> None:
+        self.hidden_states = hidden_states
+        self.last_hidden_state = last_hidden_state
+        self._head = head
+
+    @property
+    def logits(self) -> torch.Tensor:
+        return self._head(self.last_hidden_state)
 
 
 # --------------------------------------------------------------------------- backend
@@ -110,11 +150,19 @@ class HFBackend(ModelBackend):
         )
         self.model.eval()
         self.model.requires_grad_(False)
+        if self.device.type == "cpu":
+            keep_freed_memory()  # see biasloop.models.allocator: no page faults per step
         self._forward_params = set(inspect.signature(self._base_model().forward).parameters)
         # What train() has done to the base weights: nothing, a LoRA adapter, or full.
         self._mode: Literal["base", "lora", "full"] = "base"
         self._lora_signature: tuple[Any, ...] | None = None
         self._base_state: dict[str, torch.Tensor] | None = None
+        # The compact decoder of the current weights (rebuilt when they change),
+        # the generation path last logged, and the training autocast dtype.
+        self._decoder: Any = None
+        self._decoder_key: tuple[Any, ...] | None = None
+        self._generation_path: str | None = None
+        self._autocast_dtype: torch.dtype | None = None
 
     # ------------------------------------------------------------------ properties
 
@@ -210,6 +258,49 @@ class HFBackend(ModelBackend):
         )
         return {"generation_config": gen}
 
+    def generation_path(self, config: GenerationConfig) -> Any:
+        """The compact decoder for ``config``, or None for transformers ``generate``.
+
+        ``generation.engine``: ``transformers`` always uses ``generate``; ``compact``
+        requires the compact decoder (a ConfigError names what the model lacks);
+        ``auto`` uses it when the model supports it. The decoder is rebuilt when the
+        weights change (training, loading, reset). One log line names the path.
+        """
+        from biasloop.models.compact import CompactDecoder, unsupported_reason
+
+        decoder = None
+        if config.engine == "transformers":
+            label = "transformers generate (generation.engine = transformers)"
+        elif (reason := unsupported_reason(self.model)) is not None:
+            if config.engine == "compact":
+                raise ConfigError(
+                    f"generation.engine = 'compact' cannot run model {self.name!r}: "
+                    f"unsupported {reason}; valid here: auto, transformers"
+                )
+            label = f"transformers generate (compact decoder unsupported: {reason})"
+        else:
+            dtype = resolve_compute_dtype(
+                config.compute_dtype, model_dtype=self._base_model().dtype, device=self.device
+            )
+            key = (id(self.model), dtype, self._weights_version())
+            if self._decoder_key != key:
+                self._decoder = None  # free the old packed weights first
+                self._decoder = CompactDecoder(self.model, dtype=dtype)
+                self._decoder_key = key
+            decoder = self._decoder
+            label = f"compact decoder ({str(dtype).removeprefix('torch.')})"
+        if label != self._generation_path:
+            logger.info("model %r generates with the %s", self.name, label)
+            self._generation_path = label
+        return decoder
+
+    def _weights_version(self) -> int:
+        """Changes whenever any parameter is modified in place (optimiser, load_state_dict)."""
+        return sum(p._version for p in self.model.parameters())
+
+    def _drop_decoder(self) -> None:
+        self._decoder = self._decoder_key = None
+
     def generate(
         self,
         prompts: Sequence[str],
@@ -224,6 +315,7 @@ class HFBackend(ModelBackend):
         Batch ``b`` (of ``config.batch_size`` prompts) is seeded with
         ``derive_seed(seed, b)``, so a batch's samples do not depend on which batches
         ran before it. Temperature 0 decodes greedily and repeats the one answer.
+        Which decoder runs is :meth:`generation_path`.
         """
         if num_samples < 1:
             raise ConfigError(f"num_samples must be >= 1, got {num_samples}")
@@ -231,19 +323,35 @@ class HFBackend(ModelBackend):
         special = not self.use_chat_template
         greedy = config.temperature == 0
         per_prompt = 1 if greedy else num_samples  # greedy gives one answer; repeat it
-        gen_kwargs = self._generation_kwargs(config, per_prompt)
+        self.model.eval()
+        decoder = self.generation_path(config)
+        gen_kwargs = self._generation_kwargs(config, per_prompt) if decoder is None else {}
         batches = _chunks(len(texts), config.batch_size)
         results: list[list[str]] = []
-        self.model.eval()
         with torch.inference_mode():
             for batch_index, batch in _track(
                 enumerate(batches), total=len(batches), description="generate", enabled=progress
             ):
                 rows = [self._encode(texts[i], special=special) for i in batch]
                 ids, mask = self._pad(rows, side="left")
-                torch.manual_seed(derive_seed(seed, batch_index))
-                out = self.model.generate(input_ids=ids, attention_mask=mask, **gen_kwargs)
-                new_tokens = out[:, ids.shape[1] :]
+                batch_seed = derive_seed(seed, batch_index)
+                if decoder is None:
+                    torch.manual_seed(batch_seed)
+                    out = self.model.generate(input_ids=ids, attention_mask=mask, **gen_kwargs)
+                    new_tokens = out[:, ids.shape[1] :]
+                else:
+                    generator = torch.Generator(device=decoder.device)
+                    generator.manual_seed(batch_seed)
+                    new_tokens = decoder.generate(
+                        ids,
+                        mask,
+                        num_samples=per_prompt,
+                        max_new_tokens=config.max_new_tokens,
+                        temperature=config.temperature,
+                        top_p=config.top_p,
+                        eos_ids=self._eos_ids(),
+                        generator=generator,
+                    )
                 decoded = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
                 decoded = [text.strip() for text in decoded]
                 for j in range(len(batch)):
@@ -307,15 +415,34 @@ class HFBackend(ModelBackend):
                 # Left padding puts every continuation at the end, so only the last
                 # (longest continuation + 1) positions' logits are needed.
                 keep = max(len(pairs[i][1]) for i in items) + 1
-                logits = self._left_padded_forward(ids, mask, keep=keep).logits[:, -keep:]
-                logprobs = F.log_softmax(logits.float(), dim=-1)
+                states, project = self._last_states(ids, mask, keep)
                 for row, i in enumerate(items):
                     n = len(pairs[i][1])
                     target = ids[row, -n:]
-                    # Token t is predicted by the logits at position t - 1.
-                    predicted = logprobs[row, -n - 1 : -1]
-                    scores[i] = float(predicted.gather(-1, target[:, None]).sum())
+                    # Token t is predicted by the logits at position t - 1; log p(t) is
+                    # its logit minus the logsumexp over the vocabulary.
+                    predicted = project(states[row, -n - 1 : -1])
+                    picked = predicted.gather(-1, target[:, None]).sum()
+                    scores[i] = float(picked - torch.logsumexp(predicted, dim=-1).sum())
         return scores
+
+    def _last_states(
+        self, ids: torch.Tensor, mask: torch.Tensor, keep: int
+    ) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
+        """The last ``keep`` positions' states and the map from a state to float32 logits.
+
+        For plain-head architectures the states are final hidden states and the
+        vocabulary projection runs later on the positions a caller needs; otherwise
+        they are the logits themselves.
+        """
+        lm = self._base_model()
+        body, head = getattr(lm, "model", None), getattr(lm, "lm_head", None)
+        if getattr(lm.config, "model_type", None) in _PLAIN_HEAD_TYPES and body is not None:
+            positions = (mask.cumsum(-1) - 1).clamp(min=0)
+            out = body(input_ids=ids, attention_mask=mask, position_ids=positions)
+            return out.last_hidden_state[:, -keep:], lambda states: head(states).float()
+        logits = self._left_padded_forward(ids, mask, keep=keep).logits[:, -keep:]
+        return logits, lambda states: states.float()
 
     # ------------------------------------------------------------------ hidden states
 
@@ -445,7 +572,14 @@ class HFBackend(ModelBackend):
         ``tokens_seen`` counts every non-padding token fed to the model.
         """
         start = time.perf_counter()
+        self._drop_decoder()  # the weights are about to change
         params = self._prepare_training(config, seed)
+        compute = resolve_compute_dtype(
+            config.compute_dtype, model_dtype=self._base_model().dtype, device=self.device
+        )
+        # Autocast only lowers precision: fp32 weights, bf16 compute (bf16 weights stay bf16).
+        lower = compute == torch.bfloat16 and self._base_model().dtype == torch.float32
+        self._autocast_dtype = compute if lower else None
         encoded = [self._encode_example(ex, config.max_length) for ex in examples]
         dropped = sum(1 for ids, n_prompt in encoded if n_prompt >= len(ids))
         if dropped:
@@ -493,6 +627,7 @@ class HFBackend(ModelBackend):
         finally:
             self.model.eval()
             optimizer.zero_grad(set_to_none=True)
+            self._autocast_dtype = None
         return TrainResult(
             step_losses=step_losses, tokens_seen=tokens_seen, seconds=time.perf_counter() - start
         )
@@ -509,26 +644,57 @@ class HFBackend(ModelBackend):
         weights: torch.Tensor,
         extra_loss: ExtraLoss | None,
     ) -> torch.Tensor:
-        kwargs: dict[str, Any] = {"output_hidden_states": True} if extra_loss else {}
-        outputs = self.model(
-            input_ids=data["input_ids"], attention_mask=data["attention_mask"], **kwargs
+        """Weighted mean over examples of the mean response-token cross-entropy.
+
+        Runs under bf16 autocast when ``train`` chose it. For plain-head
+        architectures the vocabulary projection is applied only at target positions
+        (a prompt token's logits are never needed).
+        """
+        autocast = (
+            torch.autocast(self.device.type, dtype=self._autocast_dtype)
+            if self._autocast_dtype is not None
+            else _no_autocast()
         )
-        logits = outputs.logits[:, :-1].float()
         targets = data["labels"][:, 1:]
-        token_loss = F.cross_entropy(
-            logits.reshape(-1, logits.shape[-1]),
-            targets.reshape(-1),
-            ignore_index=_IGNORE,
-            reduction="none",
-        ).view(targets.shape)
+        with autocast, _training_attention(self.device):
+            outputs, token_loss = self._token_losses(data, targets, bool(extra_loss))
         counts = (targets != _IGNORE).sum(1).clamp(min=1)
-        per_example = token_loss.sum(1) / counts
+        per_example = token_loss / counts
         weights = weights.to(per_example.device)
         total = weights.sum()
         loss = (per_example * weights).sum() / total if total > 0 else per_example.sum() * 0.0
         if extra_loss is not None:
             loss = loss + extra_loss(outputs, data)
         return loss
+
+    def _token_losses(
+        self, data: dict[str, torch.Tensor], targets: torch.Tensor, hidden: bool
+    ) -> tuple[Any, torch.Tensor]:
+        """Forward outputs and each example's summed target-token cross-entropy ``[B]``."""
+        kwargs: dict[str, Any] = {"output_hidden_states": True} if hidden else {}
+        lm = self._base_model()
+        body, head = getattr(lm, "model", None), getattr(lm, "lm_head", None)
+        if getattr(lm.config, "model_type", None) not in _PLAIN_HEAD_TYPES or body is None:
+            outputs = self.model(
+                input_ids=data["input_ids"], attention_mask=data["attention_mask"], **kwargs
+            )
+            logits = outputs.logits[:, :-1].float()
+            token_loss = F.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]),
+                targets.reshape(-1),
+                ignore_index=_IGNORE,
+                reduction="none",
+            ).view(targets.shape)
+            return outputs, token_loss.sum(1)
+        out = body(input_ids=data["input_ids"], attention_mask=data["attention_mask"], **kwargs)
+        last = out.last_hidden_state
+        picked = targets != _IGNORE
+        logits = head(last[:, :-1][picked]).float()
+        losses = F.cross_entropy(logits, targets[picked], reduction="none")
+        rows = picked.nonzero()[:, 0]
+        summed = torch.zeros(targets.shape[0], dtype=losses.dtype, device=losses.device)
+        summed = summed.index_add(0, rows, losses)
+        return _TrainOutputs(out.hidden_states if hidden else None, last, head), summed
 
     # ------------------------------------------------------------------ save / load
 
@@ -551,6 +717,7 @@ class HFBackend(ModelBackend):
 
     def reset_to_base(self) -> None:
         """Return to M_0: drop the LoRA adapter or restore the kept base weights."""
+        self._drop_decoder()
         if self._mode == "lora":
             self.model = self.model.unload()
             self._lora_signature = None
@@ -568,10 +735,16 @@ class HFBackend(ModelBackend):
         if not state_file.is_file():
             raise BiasloopError(f"no saved model state at {path} (missing {STATE_FILE})")
         method = json.loads(state_file.read_text())["method"]
-        self.reset_to_base()
+        self.reset_to_base()  # also drops the compact decoder of the old weights
         if method == "lora":
             from peft import PeftConfig, PeftModel
 
+            # peft would fall back to adapter_model.bin (torch.load): take safetensors only.
+            if not (path / "adapter_model.safetensors").is_file():
+                raise BiasloopError(
+                    f"no adapter_model.safetensors in {path}; biasloop loads adapters only "
+                    "as safetensors"
+                )
             with _quiet_peft():
                 self.model = PeftModel.from_pretrained(self.model, path, is_trainable=True)
             adapter = PeftConfig.from_pretrained(path)

@@ -1,0 +1,462 @@
+"""A compact batched decoder for Llama-architecture models.
+
+``transformers`` ``generate`` is general: per step it builds masks and cache
+objects, runs logits processors and, for top-p, sorts the whole vocabulary of
+every row. This decoder does only what the loop needs, on weights packed once
+per model state:
+
+* q/k/v and gate/up projections fused into one matmul each, in the compute dtype
+  (bf16 where it is native, see :mod:`biasloop.models.precision`); the residual
+  stream stays in float32, and in bf16 each row's top 64 logits are recomputed
+  in float32 (a bf16 matmul output is too coarse to rank the top tokens);
+* a LoRA adapter, when attached, merged into the packed weights;
+* each prompt prefilled once, its KV cache copied to its ``num_samples`` rows;
+* a preallocated KV cache, one token per step for the whole batch;
+* top-p sampling over each row's top 256 tokens (widened to 4096, then the whole
+  vocabulary, only for a row whose nucleus is wider), with one uniform draw per
+  row and step from a seeded generator;
+* finished rows dropped from the batch once a quarter of it is done.
+
+Greedy decoding in float32 gives the same tokens as ``transformers``; bf16 agrees
+on most tokens, within a stated tolerance (``tests/test_fast_generation.py``,
+``docs/performance.md``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+#: ``config.model_type`` values the decoder reproduces exactly.
+SUPPORTED_MODEL_TYPES = ("llama",)
+#: RoPE variants whose frequencies change with the sequence length.
+_DYNAMIC_ROPE = ("dynamic", "longrope")
+#: Candidates kept before the top-p cut; rows whose nucleus is wider use a full sort.
+TOP_P_CANDIDATES = 256
+#: Drop finished rows once this share of the current batch is done.
+DROP_FINISHED_SHARE = 0.25
+#: In bf16, the logits of each row's top tokens are recomputed in float32 (see _refiner).
+EXACT_TOP_LOGITS = 64
+
+
+class UnsupportedModel(Exception):
+    """The model's architecture or adapter is one the compact decoder does not reproduce."""
+
+
+def _causal_lm(model: torch.nn.Module) -> torch.nn.Module:
+    get_base = getattr(model, "get_base_model", None)
+    return get_base() if callable(get_base) else model
+
+
+def unsupported_reason(model: torch.nn.Module) -> str | None:
+    """Why the compact decoder cannot run ``model``, or None when it can."""
+    lm = _causal_lm(model)
+    config = getattr(lm, "config", None)
+    model_type = getattr(config, "model_type", None)
+    if model_type not in SUPPORTED_MODEL_TYPES:
+        return f"model_type {model_type!r} (supported: {', '.join(SUPPORTED_MODEL_TYPES)})"
+    if getattr(config, "hidden_act", "silu") != "silu":
+        return f"hidden_act {config.hidden_act!r}"
+    if getattr(config, "mlp_bias", False):
+        return "mlp_bias"
+    rope = getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None) or {}
+    if rope.get("rope_type", rope.get("type", "default")) in _DYNAMIC_ROPE:
+        return f"rope_type {rope.get('rope_type')!r}"
+    inner = getattr(lm, "model", None)
+    if inner is None or not hasattr(inner, "layers") or not hasattr(inner, "rotary_emb"):
+        return "no model.layers / model.rotary_emb"
+    for module in lm.modules():
+        if hasattr(module, "base_layer") and not hasattr(module, "lora_A"):
+            return f"peft adapter type {type(module).__name__}"
+        if any(getattr(module, "use_dora", {}).values()):
+            return "DoRA adapters"
+    return None
+
+
+def _effective_linear(module: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Weight and bias of a Linear, with any active, unmerged LoRA delta added."""
+    base = getattr(module, "base_layer", None)
+    if base is None:
+        return module.weight.detach(), None if module.bias is None else module.bias.detach()
+    weight = base.weight.detach()
+    if not getattr(module, "merged", False) and not getattr(module, "disable_adapters", False):
+        active = module.active_adapters
+        for name in [active] if isinstance(active, str) else active:
+            if name in module.lora_A:
+                weight = weight + module.get_delta_weight(name).detach().to(weight.dtype)
+    return weight, None if base.bias is None else base.bias.detach()
+
+
+@dataclass
+class _Layer:
+    input_norm: torch.Tensor
+    qkv: torch.Tensor
+    qkv_bias: torch.Tensor | None
+    out: torch.Tensor
+    out_bias: torch.Tensor | None
+    post_norm: torch.Tensor
+    gate_up: torch.Tensor
+    down: torch.Tensor
+
+
+class CompactDecoder:
+    """Packed weights of one model state, and a batched prefill + decode loop."""
+
+    def __init__(self, model: torch.nn.Module, *, dtype: torch.dtype) -> None:
+        reason = unsupported_reason(model)
+        if reason is not None:
+            raise UnsupportedModel(reason)
+        lm = _causal_lm(model)
+        config = lm.config
+        self.dtype = dtype
+        self.device = next(lm.parameters()).device
+        self.n_heads = config.num_attention_heads
+        self.n_kv_heads = getattr(config, "num_key_value_heads", None) or self.n_heads
+        self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // self.n_heads
+        self.eps = config.rms_norm_eps
+        self.intermediate = config.intermediate_size
+        inner = lm.model
+        with torch.no_grad():
+            # The residual stream stays in float32 (a 135M model's bf16 residual visibly
+            # degrades greedy text); only matmul inputs, weights and the KV cache use dtype.
+            self.embed = inner.embed_tokens.weight.detach().float()
+            self.layers = [self._pack_layer(layer) for layer in inner.layers]
+            self.final_norm = inner.norm.weight.detach().float()
+            head, _ = _effective_linear(lm.lm_head)
+            self.lm_head = head.to(dtype)
+            self.lm_head_fp32 = head.float()
+            rotary = inner.rotary_emb
+            self.inv_freq = rotary.inv_freq.detach().float()
+            self.rope_scaling = float(getattr(rotary, "attention_scaling", 1.0))
+        self._rope_cache: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def _pack_layer(self, layer: torch.nn.Module) -> _Layer:
+        attn, mlp, dtype = layer.self_attn, layer.mlp, self.dtype
+        parts = [_effective_linear(m) for m in (attn.q_proj, attn.k_proj, attn.v_proj)]
+        biases = [b for _, b in parts]
+        qkv_bias = None
+        if any(b is not None for b in biases):
+            sizes = [w.shape[0] for w, _ in parts]
+            qkv_bias = torch.cat([
+                b if b is not None else torch.zeros(n, device=w.device)
+                for (w, b), n in zip(parts, sizes, strict=True)
+            ]).to(dtype)
+        out, out_bias = _effective_linear(attn.o_proj)
+        gate, _ = _effective_linear(mlp.gate_proj)
+        up, _ = _effective_linear(mlp.up_proj)
+        down, _ = _effective_linear(mlp.down_proj)
+        return _Layer(
+            input_norm=layer.input_layernorm.weight.detach().to(dtype),
+            qkv=torch.cat([w for w, _ in parts]).to(dtype),
+            qkv_bias=qkv_bias,
+            out=out.to(dtype).contiguous(),
+            out_bias=None if out_bias is None else out_bias.to(dtype),
+            post_norm=layer.post_attention_layernorm.weight.detach().to(dtype),
+            gate_up=torch.cat([gate, up]).to(dtype),
+            down=down.to(dtype).contiguous(),
+        )
+
+    # ------------------------------------------------------------------ building blocks
+
+    def _norm(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """RMSNorm of the float32 residual ``x``, returned in the compute dtype."""
+        x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
+        return weight * x.to(self.dtype)
+
+    def _rope(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos and sin for integer ``positions`` (any shape), in the compute dtype."""
+        needed = int(positions.max()) + 1
+        if self._rope_cache is None or self._rope_cache[0].shape[0] < needed:
+            size = max(needed, 512)
+            steps = torch.arange(size, device=self.device, dtype=torch.float32)
+            freqs = steps[:, None] * self.inv_freq.to(self.device)[None, :]
+            table = torch.cat((freqs, freqs), dim=-1)
+            self._rope_cache = (
+                (table.cos() * self.rope_scaling).to(self.dtype),
+                (table.sin() * self.rope_scaling).to(self.dtype),
+            )
+        cos, sin = self._rope_cache
+        return cos[positions], sin[positions]
+
+    @staticmethod
+    def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        half = x.shape[-1] // 2
+        rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+        return x * cos + rotated * sin
+
+    def _layer(
+        self,
+        layer: _Layer,
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        cache: torch.Tensor,
+        start: int,
+        attn_mask: torch.Tensor,
+    ) -> torch.Tensor:
+        """One block on the float32 residual ``x`` ``[B, T, H]``.
+
+        Writes K/V at cache columns ``start..start+T`` of ``cache`` (this layer's
+        ``[2, B, kv_heads, width, head_dim]``). ``attn_mask`` is a bool
+        ``[B, 1, T, start + T]`` (True = may attend) for a prefill (T > 1), or an
+        additive float ``[B, 1, 1, start + 1]`` bias for a decode step.
+        """
+        batch, length, _ = x.shape
+        nq, nkv, hd = self.n_heads, self.n_kv_heads, self.head_dim
+        qkv = F.linear(self._norm(x, layer.input_norm), layer.qkv, layer.qkv_bias)
+        qk = self._rotate(qkv[..., : (nq + nkv) * hd].view(batch, length, nq + nkv, hd), cos, sin)
+        end = start + length
+        cache[0, :, :, start:end] = qk[:, :, nq:].transpose(1, 2)
+        cache[1, :, :, start:end] = qkv[..., (nq + nkv) * hd :].view(
+            batch, length, nkv, hd
+        ).transpose(1, 2)
+        keys, values = cache[0, :, :, :end], cache[1, :, :, :end]
+        if length > 1:
+            q = qk[:, :, :nq].transpose(1, 2)
+            attended = F.scaled_dot_product_attention(
+                q, keys, values, attn_mask=attn_mask, enable_gqa=nq != nkv
+            ).transpose(1, 2)
+        else:
+            # One query per row: a plain grouped matmul beats the flash kernel here.
+            q = qk[:, 0, :nq].reshape(batch, nkv, nq // nkv, hd)
+            scores = torch.matmul(q, keys.transpose(-1, -2)).float() * hd**-0.5 + attn_mask
+            attended = torch.matmul(torch.softmax(scores, dim=-1).to(values.dtype), values)
+        attended = attended.reshape(batch, length, nq * hd)
+        x = x + F.linear(attended, layer.out, layer.out_bias)
+        gate, up = F.linear(self._norm(x, layer.post_norm), layer.gate_up).chunk(2, dim=-1)
+        return x + F.linear(F.silu(gate) * up, layer.down)
+
+    def _forward(
+        self,
+        ids: torch.Tensor,
+        positions: torch.Tensor,
+        cache: torch.Tensor,
+        start: int,
+        attn_mask: torch.Tensor,
+        *,
+        every_position: bool = False,
+    ) -> torch.Tensor:
+        """Final-normed float32 states of the last position (or every position) of ``ids``."""
+        x = self.embed[ids]
+        cos, sin = self._rope(positions)
+        cos, sin = cos.unsqueeze(2), sin.unsqueeze(2)  # broadcast over heads: [B, T, 1, D]
+        for index, layer in enumerate(self.layers):
+            x = self._layer(layer, x, cos, sin, cache[index], start, attn_mask)
+        x = x if every_position else x[:, -1]
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.final_norm
+
+    def _project(self, states: torch.Tensor) -> torch.Tensor:
+        """float32 logits of normed ``states``, from a matmul in the compute dtype."""
+        return F.linear(states.to(self.dtype), self.lm_head).float()
+
+    def _exact(self, states: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+        """float32 logits of ``states`` ``[B, H]`` for token ids ``candidates`` ``[B, K]``."""
+        return torch.matmul(self.lm_head_fp32[candidates], states.unsqueeze(-1)).squeeze(-1)
+
+    def _refiner(self, states: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor] | None:
+        """How :func:`sample` recomputes top logits exactly; None when they already are.
+
+        A bf16 matmul rounds its output to bf16: a logit near 20 moves by up to
+        0.06, which ties or swaps the top tokens and shifts their probabilities by
+        several percent. So the projection runs in bf16 to rank the vocabulary,
+        and each row's top candidates get float32 logits.
+        """
+        if self.dtype == torch.float32:
+            return None
+        return lambda candidates: self._exact(states, candidates)
+
+    def _new_cache(self, batch: int, width: int) -> torch.Tensor:
+        return torch.empty(
+            (len(self.layers), 2, batch, self.n_kv_heads, width, self.head_dim),
+            dtype=self.dtype,
+            device=self.device,
+        )
+
+    @staticmethod
+    def _prefill_mask(mask: torch.Tensor) -> torch.Tensor:
+        """Causal and padding mask ``[B, 1, T, T]``; a pad query sees itself (no empty rows)."""
+        length = mask.shape[1]
+        causal = torch.ones(length, length, dtype=torch.bool, device=mask.device).tril()
+        allowed = causal[None] & mask.bool()[:, None, :]
+        allowed |= torch.eye(length, dtype=torch.bool, device=mask.device)[None]
+        return allowed[:, None]
+
+    # ------------------------------------------------------------------ public
+
+    @torch.inference_mode()
+    def logits(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """float32 logits ``[B, T, vocab]`` of a left-padded batch (teacher forcing)."""
+        ids, mask = ids.to(self.device), mask.to(self.device)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        cache = self._new_cache(ids.shape[0], ids.shape[1])
+        states = self._forward(
+            ids, positions, cache, 0, self._prefill_mask(mask), every_position=True
+        )
+        logits = self._project(states)
+        flat, flat_states = logits.view(-1, logits.shape[-1]), states.view(-1, states.shape[-1])
+        if self.dtype != torch.float32:
+            for rows in torch.arange(flat.shape[0], device=self.device).split(256):
+                top = flat[rows].topk(EXACT_TOP_LOGITS, dim=-1).indices
+                exact = self._exact(flat_states[rows], top)
+                flat[rows] = flat[rows].scatter(-1, top, exact)
+        return logits
+
+    @torch.inference_mode()
+    def generate(
+        self,
+        ids: torch.Tensor,
+        mask: torch.Tensor,
+        *,
+        num_samples: int,
+        max_new_tokens: int,
+        temperature: float,
+        top_p: float,
+        eos_ids: Sequence[int],
+        generator: torch.Generator | None,
+    ) -> list[list[int]]:
+        """New token ids (EOS excluded) per row, prompt-major: ``row = prompt * n + sample``.
+
+        ``ids``/``mask`` are a left-padded ``[P, T]`` prompt batch. Each row draws one
+        uniform number per step from ``generator`` by its original row index, so a
+        row's draws do not depend on when other rows finish.
+        """
+        ids, mask = ids.to(self.device), mask.to(self.device)
+        prompts, width = ids.shape
+        rows = prompts * num_samples
+        total = width + max_new_tokens
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        prompt_cache = self._new_cache(prompts, width)
+        states = self._forward(ids, positions, prompt_cache, 0, self._prefill_mask(mask))
+
+        # Copy each prompt's cache and state to its num_samples rows.
+        expand = torch.arange(prompts, device=self.device).repeat_interleave(num_samples)
+        cache = self._new_cache(rows, total)
+        cache[:, :, :, :, :width] = prompt_cache.index_select(2, expand)
+        del prompt_cache
+        logits = self._project(states).index_select(0, expand)
+        states = states.index_select(0, expand)
+        key_valid = torch.zeros(rows, total, dtype=torch.bool, device=self.device)
+        key_valid[:, :width] = mask.bool().index_select(0, expand)
+        next_position = positions[:, -1].index_select(0, expand) + 1
+
+        eos = torch.tensor(sorted(set(eos_ids)), dtype=torch.long, device=self.device)
+        out = torch.full((rows, max_new_tokens), -1, dtype=torch.long, device=self.device)
+        alive = torch.arange(rows, device=self.device)  # original index of each current row
+        finished = torch.zeros(rows, dtype=torch.bool, device=self.device)
+        for step in range(max_new_tokens):
+            uniform = None
+            if temperature > 0:
+                uniform = torch.rand(rows, generator=generator, device=self.device)[alive]
+            tokens = sample(logits, temperature=temperature, top_p=top_p, uniform=uniform,
+                            refine=self._refiner(states))
+            out[alive, step] = tokens
+            finished[alive] |= torch.isin(tokens, eos) if eos.numel() else False
+            if step == max_new_tokens - 1:
+                break
+            done = finished[alive]
+            n_done = int(done.sum())
+            if n_done == alive.numel():
+                break
+            if n_done and n_done >= DROP_FINISHED_SHARE * alive.numel():
+                keep = (~done).nonzero().squeeze(1)
+                alive, tokens = alive[keep], tokens[keep]
+                cache = cache.index_select(2, keep)
+                key_valid, next_position = key_valid[keep], next_position[keep]
+            column = width + step
+            key_valid[:, column] = True
+            bias = torch.zeros(key_valid.shape[0], column + 1, device=self.device)
+            bias.masked_fill_(~key_valid[:, : column + 1], float("-inf"))
+            states = self._forward(
+                tokens[:, None], next_position[:, None], cache, column, bias[:, None, None, :]
+            )
+            logits = self._project(states)
+            next_position = next_position + 1
+
+        eos_set = set(eos.tolist())
+        result = []
+        for row in out.tolist():
+            kept = []
+            for token in row:
+                if token < 0 or token in eos_set:
+                    break
+                kept.append(token)
+            result.append(kept)
+        return result
+
+
+def sample(
+    logits: torch.Tensor,
+    *,
+    temperature: float,
+    top_p: float,
+    uniform: torch.Tensor | None,
+    refine: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """One token per row of float32 ``logits`` ``[B, V]``: argmax, or top-p at ``temperature``.
+
+    The nucleus is the smallest set of most likely tokens whose mass reaches
+    ``top_p`` (a token is kept while the mass strictly above it is < ``top_p``, as in
+    transformers). The token is the inverse CDF of the renormalised nucleus at
+    ``uniform`` (one number in [0, 1) per row). ``refine(ids)``, when given, returns
+    exact logits for candidate ids ``[B, K]``; they replace the row's top logits.
+    ``logits`` is overwritten (it is the step's scratch buffer).
+    """
+    vocab = logits.shape[-1]
+    if temperature == 0:
+        if refine is None:
+            return logits.argmax(dim=-1)
+        top = logits.topk(min(EXACT_TOP_LOGITS, vocab), dim=-1).indices
+        return top.gather(-1, refine(top).argmax(dim=-1, keepdim=True)).squeeze(1)
+    assert uniform is not None
+    if refine is not None or top_p < 1.0:
+        values, indices = logits.topk(min(TOP_P_CANDIDATES, vocab), dim=-1)
+    if refine is not None:
+        n = min(EXACT_TOP_LOGITS, values.shape[-1])
+        exact = refine(indices[:, :n])
+        logits.scatter_(-1, indices[:, :n], exact)
+        values, order = torch.cat([exact, values[:, n:]], dim=-1).sort(dim=-1, descending=True)
+        indices = indices.gather(-1, order)
+    if top_p >= 1.0:
+        cdf = torch.softmax(logits / temperature, dim=-1).cumsum(-1)
+        choice = torch.searchsorted(cdf, (uniform * cdf[:, -1]).unsqueeze(1))
+        return choice.squeeze(1).clamp(max=vocab - 1)
+    # Unnormalised probabilities exp(l / T - max), in place: no full-vocabulary copies.
+    scaled = logits.div_(temperature)
+    top = scaled.amax(dim=-1, keepdim=True)
+    weights = scaled.sub_(top).exp_()
+    total = weights.sum(dim=-1, keepdim=True)
+    probs = torch.exp(values / temperature - top) / total
+    tokens = torch.empty(logits.shape[0], dtype=torch.long, device=logits.device)
+    pending = torch.arange(logits.shape[0], device=logits.device)
+    # Widen the candidates for rows whose nucleus reaches past them: 256, 4096, all.
+    for width in (TOP_P_CANDIDATES, 4096, vocab):
+        if width > TOP_P_CANDIDATES:
+            width = min(width, vocab)
+            values, indices = weights[pending].topk(width, dim=-1)
+            probs = values / total[pending]
+        covered = (probs.sum(-1) >= top_p) | (width >= vocab)
+        done = covered.nonzero().squeeze(1)
+        if done.numel():
+            tokens[pending[done]] = _nucleus_draw(
+                probs[done], indices[done], top_p, uniform[pending[done]]
+            )
+        pending = pending[~covered]
+        if not pending.numel() or width >= vocab:
+            break
+    return tokens
+
+
+def _nucleus_draw(
+    values: torch.Tensor, indices: torch.Tensor, top_p: float, uniform: torch.Tensor
+) -> torch.Tensor:
+    """Inverse-CDF draw within the nucleus of descending ``values`` ``[B, K]``."""
+    above = values.cumsum(-1) - values  # mass strictly above each token
+    kept = torch.where(above < top_p, values, torch.zeros_like(values))
+    cdf = kept.cumsum(-1)
+    choice = torch.searchsorted(cdf, (uniform * cdf[:, -1]).unsqueeze(1))
+    choice = choice.clamp(max=values.shape[-1] - 1)
+    return indices.gather(-1, choice).squeeze(1)
+
