@@ -29,7 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,14 +49,11 @@ from biasloop.errors import BiasloopError
 from biasloop.inherit.cues import LexiconSources, load_lexicons
 from biasloop.io import read_json, read_jsonl, write_json, write_table, write_text
 from biasloop.runner.store import RunStore
+from biasloop.runner.studies import Track, no_progress
 from biasloop.seeding import derive_seed, rng
 
 log = logging.getLogger("biasloop.analysis")
-Track = Callable[[str, Sequence[Any]], Iterator[Any]]
 
-
-def _no_progress(description: str, items: Sequence[Any]) -> Iterator[Any]:
-    return iter(items)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -425,7 +422,7 @@ def analyze_run(
 ) -> Path:
     """Analyse ``run_dir`` (see the module docstring); returns ``RUN_DIR/analysis``."""
     settings = settings or AnalysisSettings()
-    track = track or _no_progress
+    track = track or no_progress
     store = RunStore(run_dir)
     if not store.exists():
         raise BiasloopError(f"{str(run_dir)!r} is not a run directory (no manifest.json)")

@@ -47,7 +47,7 @@ import logging
 import math
 import re
 import shutil
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,17 +86,13 @@ from biasloop.runner.store import (
     write_jsonl,
     write_table,
 )
-from biasloop.runner.studies import STUDIES, Study
+from biasloop.runner.studies import STUDIES, Study, Track, no_progress
 from biasloop.seeding import derive_seed, rng
 
 log = logging.getLogger("biasloop.inherit")
 
-Track = Callable[[str, Sequence[Any]], Iterator[Any]]
 NO_TYPE = "none"
 
-
-def _no_progress(description: str, items: Sequence[Any]) -> Iterator[Any]:
-    return iter(items)
 
 
 # --------------------------------------------------------------------------- units and labels
@@ -223,7 +219,7 @@ class InheritanceRun:
         store: RunStore,
         backend: Callable[[], ModelBackend],
         augmenter: Callable[[], ModelBackend] | None = None,
-        track: Track = _no_progress,
+        track: Track = no_progress,
     ) -> None:
         self.config = config
         self.settings = config.inheritance
@@ -752,7 +748,7 @@ def run_inheritance(
             if (augmenter_model := config.inheritance.augmentation.model) is not None
             else None
         ),
-        track=track or _no_progress,
+        track=track or no_progress,
     ).run()
 
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,18 +53,14 @@ from biasloop.mitigate import (
 from biasloop.models.base import ModelBackend, TrainExample
 from biasloop.report.plots import plot_loop
 from biasloop.runner.store import RunStore, read_json, read_jsonl, write_json, write_jsonl, write_table
-from biasloop.runner.studies import STUDIES, Study
+from biasloop.runner.studies import STUDIES, Study, Track, no_progress
 from biasloop.seeding import derive_seed, rng
 from biasloop.tasks.base import Query, Task
 
 log = logging.getLogger("biasloop.loop")
 
 # A progress callback: (description, iterable, total) -> the same items, reported as they pass.
-Track = Callable[[str, Sequence[Any]], Iterator[Any]]
 
-
-def _no_progress(description: str, items: Sequence[Any]) -> Iterator[Any]:
-    return iter(items)
 
 
 def _chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
@@ -91,7 +87,7 @@ class LoopRun:
     store: RunStore
     backend: ModelBackend
     task: Task
-    track: Track = _no_progress
+    track: Track = no_progress
 
     def __post_init__(self) -> None:
         self.folder = self.store.path("conditions", self.condition, f"seed-{self.seed}")
@@ -433,7 +429,7 @@ def run_scpl(*, config: ExperimentConfig, condition: str, seed: int, store: RunS
     """Run the loop for one condition × seed."""
     LoopRun(config=config, condition=condition, seed=seed, store=store,
             backend=components.backend(config.model), task=components.task(config.task, seed),
-            track=track or _no_progress).run()
+            track=track or no_progress).run()
 
 
 STUDIES.register("scpl")(Study(run=run_scpl, check=check_scpl, plot=plot_loop))

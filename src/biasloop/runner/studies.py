@@ -19,7 +19,13 @@ from biasloop.config.schema import ExperimentConfig, ModelConfig, TaskConfig
 from biasloop.registry import Registry
 from biasloop.runner.store import RunStore
 
+#: ``track(description, items)`` iterates ``items``, showing progress (or not).
 Track = Callable[[str, Sequence[Any]], Iterator[Any]]
+
+
+def no_progress(description: str, items: Sequence[Any]) -> Iterator[Any]:
+    """The silent :data:`Track`."""
+    return iter(items)
 
 BUILTIN_STUDY_MODULES = ("biasloop.loop.engine", "biasloop.inherit.study")
 
