@@ -90,16 +90,44 @@ def _effective_linear(module: torch.nn.Module) -> tuple[torch.Tensor, torch.Tens
     return weight, None if base.bias is None else base.bias.detach()
 
 
+class DenseLinear:
+    """``x @ weight.T + bias`` with the weight in the compute dtype."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, dtype: torch.dtype):
+        self.weight = weight.to(dtype).contiguous()
+        self.bias = None if bias is None else bias.to(dtype)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x.to(self.weight.dtype), self.weight, self.bias)
+
+
+Linear = DenseLinear
+
+
+@dataclass
+class _KVCache:
+    """Preallocated keys and values of every layer.
+
+    Keys are stored transposed, ``[layers, batch, kv_heads, head_dim, width]``, so a
+    decode step's ``q @ K^T`` reads them in place; values are
+    ``[layers, batch, kv_heads, width, head_dim]``.
+    """
+
+    keys_t: torch.Tensor
+    values: torch.Tensor
+
+    def rows(self, index: torch.Tensor) -> _KVCache:
+        return _KVCache(self.keys_t.index_select(1, index), self.values.index_select(1, index))
+
+
 @dataclass
 class _Layer:
     input_norm: torch.Tensor
-    qkv: torch.Tensor
-    qkv_bias: torch.Tensor | None
-    out: torch.Tensor
-    out_bias: torch.Tensor | None
+    qkv: Linear
+    out: Linear
     post_norm: torch.Tensor
-    gate_up: torch.Tensor
-    down: torch.Tensor
+    gate_up: Linear
+    down: Linear
 
 
 class CompactDecoder:
@@ -133,6 +161,9 @@ class CompactDecoder:
             self.rope_scaling = float(getattr(rotary, "attention_scaling", 1.0))
         self._rope_cache: tuple[torch.Tensor, torch.Tensor] | None = None
 
+    def _linear(self, weight: torch.Tensor, bias: torch.Tensor | None) -> Linear:
+        return DenseLinear(weight, bias, self.dtype)
+
     def _pack_layer(self, layer: torch.nn.Module) -> _Layer:
         attn, mlp, dtype = layer.self_attn, layer.mlp, self.dtype
         parts = [_effective_linear(m) for m in (attn.q_proj, attn.k_proj, attn.v_proj)]
@@ -143,20 +174,18 @@ class CompactDecoder:
             qkv_bias = torch.cat([
                 b if b is not None else torch.zeros(n, device=w.device)
                 for (w, b), n in zip(parts, sizes, strict=True)
-            ]).to(dtype)
+            ])
         out, out_bias = _effective_linear(attn.o_proj)
         gate, _ = _effective_linear(mlp.gate_proj)
         up, _ = _effective_linear(mlp.up_proj)
         down, _ = _effective_linear(mlp.down_proj)
         return _Layer(
             input_norm=layer.input_layernorm.weight.detach().to(dtype),
-            qkv=torch.cat([w for w, _ in parts]).to(dtype),
-            qkv_bias=qkv_bias,
-            out=out.to(dtype).contiguous(),
-            out_bias=None if out_bias is None else out_bias.to(dtype),
+            qkv=self._linear(torch.cat([w for w, _ in parts]), qkv_bias),
+            out=self._linear(out, out_bias),
             post_norm=layer.post_attention_layernorm.weight.detach().to(dtype),
-            gate_up=torch.cat([gate, up]).to(dtype),
-            down=down.to(dtype).contiguous(),
+            gate_up=self._linear(torch.cat([gate, up]), None),
+            down=self._linear(down, None),
         )
 
     # ------------------------------------------------------------------ building blocks
@@ -193,47 +222,52 @@ class CompactDecoder:
         x: torch.Tensor,
         cos: torch.Tensor,
         sin: torch.Tensor,
-        cache: torch.Tensor,
+        keys_t: torch.Tensor,
+        values: torch.Tensor,
         start: int,
         attn_mask: torch.Tensor,
     ) -> torch.Tensor:
         """One block on the float32 residual ``x`` ``[B, T, H]``.
 
-        Writes K/V at cache columns ``start..start+T`` of ``cache`` (this layer's
-        ``[2, B, kv_heads, width, head_dim]``). ``attn_mask`` is a bool
+        Writes K/V at cache columns ``start..start+T`` of this layer's ``keys_t``
+        ``[B, kv_heads, head_dim, width]`` and ``values`` ``[B, kv_heads, width,
+        head_dim]``. ``attn_mask`` is a bool
         ``[B, 1, T, start + T]`` (True = may attend) for a prefill (T > 1), or an
-        additive float ``[B, 1, 1, start + 1]`` bias for a decode step.
+        additive float ``[B, 1, 1, width]`` bias for a decode step, which attends over
+        the whole (zero-initialised) cache width: a strided slice of it would be copied
+        by the batched matmul at every layer and step.
         """
         batch, length, _ = x.shape
         nq, nkv, hd = self.n_heads, self.n_kv_heads, self.head_dim
-        qkv = F.linear(self._norm(x, layer.input_norm), layer.qkv, layer.qkv_bias)
+        qkv = layer.qkv(self._norm(x, layer.input_norm)).to(self.dtype)
         qk = self._rotate(qkv[..., : (nq + nkv) * hd].view(batch, length, nq + nkv, hd), cos, sin)
         end = start + length
-        cache[0, :, :, start:end] = qk[:, :, nq:].transpose(1, 2)
-        cache[1, :, :, start:end] = qkv[..., (nq + nkv) * hd :].view(
+        keys_t[..., start:end] = qk[:, :, nq:].permute(0, 2, 3, 1)
+        values[:, :, start:end] = qkv[..., (nq + nkv) * hd :].view(
             batch, length, nkv, hd
         ).transpose(1, 2)
-        keys, values = cache[0, :, :, :end], cache[1, :, :, :end]
         if length > 1:
             q = qk[:, :, :nq].transpose(1, 2)
             attended = F.scaled_dot_product_attention(
-                q, keys, values, attn_mask=attn_mask, enable_gqa=nq != nkv
+                q, keys_t[..., :end].transpose(-1, -2), values[:, :, :end],
+                attn_mask=attn_mask, enable_gqa=nq != nkv,
             ).transpose(1, 2)
         else:
-            # One query per row: a plain grouped matmul beats the flash kernel here.
+            # One query per row: a plain grouped matmul beats the flash kernel here; the
+            # transposed key cache is read in place.
             q = qk[:, 0, :nq].reshape(batch, nkv, nq // nkv, hd)
-            scores = torch.matmul(q, keys.transpose(-1, -2)).float() * hd**-0.5 + attn_mask
+            scores = torch.matmul(q, keys_t).float() * hd**-0.5 + attn_mask
             attended = torch.matmul(torch.softmax(scores, dim=-1).to(values.dtype), values)
         attended = attended.reshape(batch, length, nq * hd)
-        x = x + F.linear(attended, layer.out, layer.out_bias)
-        gate, up = F.linear(self._norm(x, layer.post_norm), layer.gate_up).chunk(2, dim=-1)
-        return x + F.linear(F.silu(gate) * up, layer.down)
+        x = x + layer.out(attended)
+        gate, up = layer.gate_up(self._norm(x, layer.post_norm)).chunk(2, dim=-1)
+        return x + layer.down(F.silu(gate) * up)
 
     def _forward(
         self,
         ids: torch.Tensor,
         positions: torch.Tensor,
-        cache: torch.Tensor,
+        cache: _KVCache,
         start: int,
         attn_mask: torch.Tensor,
         *,
@@ -244,7 +278,9 @@ class CompactDecoder:
         cos, sin = self._rope(positions)
         cos, sin = cos.unsqueeze(2), sin.unsqueeze(2)  # broadcast over heads: [B, T, 1, D]
         for index, layer in enumerate(self.layers):
-            x = self._layer(layer, x, cos, sin, cache[index], start, attn_mask)
+            x = self._layer(
+                layer, x, cos, sin, cache.keys_t[index], cache.values[index], start, attn_mask
+            )
         x = x if every_position else x[:, -1]
         return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.final_norm
 
@@ -268,11 +304,14 @@ class CompactDecoder:
             return None
         return lambda candidates: self._exact(states, candidates)
 
-    def _new_cache(self, batch: int, width: int) -> torch.Tensor:
-        return torch.empty(
-            (len(self.layers), 2, batch, self.n_kv_heads, width, self.head_dim),
-            dtype=self.dtype,
-            device=self.device,
+    def _new_cache(self, batch: int, width: int, *, zeroed: bool = False) -> _KVCache:
+        """An uninitialised cache, or a zeroed one for decode steps (which read every column)."""
+        shape = (len(self.layers), batch, self.n_kv_heads)
+        options = {"dtype": self.dtype, "device": self.device}
+        make = torch.zeros if zeroed else torch.empty
+        return _KVCache(
+            keys_t=make((*shape, self.head_dim, width), **options),
+            values=make((*shape, width, self.head_dim), **options),
         )
 
     @staticmethod
@@ -333,9 +372,11 @@ class CompactDecoder:
 
         # Copy each prompt's cache and state to its num_samples rows.
         expand = torch.arange(prompts, device=self.device).repeat_interleave(num_samples)
-        cache = self._new_cache(rows, total)
-        cache[:, :, :, :, :width] = prompt_cache.index_select(2, expand)
-        del prompt_cache
+        cache = self._new_cache(rows, total, zeroed=True)
+        copied = prompt_cache.rows(expand)
+        cache.keys_t[..., :width] = copied.keys_t
+        cache.values[:, :, :, :width] = copied.values
+        del prompt_cache, copied
         logits = self._project(states).index_select(0, expand)
         states = states.index_select(0, expand)
         key_valid = torch.zeros(rows, total, dtype=torch.bool, device=self.device)
@@ -363,12 +404,12 @@ class CompactDecoder:
             if n_done and n_done >= DROP_FINISHED_SHARE * alive.numel():
                 keep = (~done).nonzero().squeeze(1)
                 alive, tokens = alive[keep], tokens[keep]
-                cache = cache.index_select(2, keep)
+                cache = cache.rows(keep)
                 key_valid, next_position = key_valid[keep], next_position[keep]
             column = width + step
             key_valid[:, column] = True
-            bias = torch.zeros(key_valid.shape[0], column + 1, device=self.device)
-            bias.masked_fill_(~key_valid[:, : column + 1], float("-inf"))
+            bias = torch.zeros(key_valid.shape, device=self.device)
+            bias.masked_fill_(~key_valid, float("-inf"))
             states = self._forward(
                 tokens[:, None], next_position[:, None], cache, column, bias[:, None, None, :]
             )
