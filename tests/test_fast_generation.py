@@ -109,6 +109,70 @@ def test_bfloat16_teacher_forced_agreement_on_tiny_model(tiny_backend):
     assert agreement >= 0.8
 
 
+# --------------------------------------------------------------------------- int8
+
+
+def test_int8_linear_equals_its_integer_formula():
+    generator = torch.Generator().manual_seed(0)
+    weight = torch.randn(7, 5, generator=generator)
+    bias = torch.randn(7, generator=generator)
+    x = torch.randn(2, 3, 5, generator=generator) * torch.tensor([1.0, 30.0, 0.1, 2.0, 5.0])
+    got = compact.Int8Linear(weight, bias)(x)
+    # By hand, in float64 and integers: W ~ s_n Q[n, :], x ~ r_m q[m, :].
+    w, rows = weight.double(), x.reshape(-1, 5).double()
+    s = w.abs().amax(1) / 127
+    big_q = torch.round(w / s[:, None])
+    r = rows.abs().amax(1) / 127
+    small_q = torch.round(rows / r[:, None])
+    expected = (small_q @ big_q.T) * r[:, None] * s[None, :] + bias.double()
+    assert got.shape == (2, 3, 7) and got.dtype == torch.float32
+    assert torch.allclose(got.reshape(-1, 7).double(), expected, rtol=1e-5, atol=1e-5)
+    assert big_q.abs().max() == 127 and small_q.abs().max() == 127
+    # ... and the quantisation error is small next to the float result.
+    exact = x @ weight.T + bias
+    assert (got - exact).abs().max() < 0.05 * exact.abs().max()
+
+
+def test_int8_smoothing_alone_keeps_the_float32_function(tiny_backend, monkeypatch):
+    """Folding the smoothing factors into norms and up-projections changes no logit."""
+    ids, mask = prompt_batch(tiny_backend, PROMPTS)
+    reference = CompactDecoder(tiny_backend.model, dtype=torch.float32).logits(ids, mask)
+    calibration = tiny_backend._int8_calibration()
+    monkeypatch.setattr(compact, "Int8Linear",
+                        lambda weight, bias: compact.DenseLinear(weight, bias, torch.float32))
+    smoothed = CompactDecoder(tiny_backend.model, dtype=torch.float32,
+                              int8_calibration=calibration)
+    norms = torch.stack([layer.input_norm for layer in smoothed.layers])
+    originals = torch.stack([layer.input_layernorm.weight for layer in
+                             tiny_backend._base_model().model.layers])
+    assert not torch.allclose(norms, originals)  # the factors really were folded in
+    assert torch.allclose(smoothed.logits(ids, mask), reference, rtol=1e-4, atol=1e-4)
+
+
+def test_int8_generation_runs_seeded_and_is_logged(tiny_backend, caplog):
+    int8 = SAMPLE.model_copy(update={"quantization": "int8"})
+    with caplog.at_level(logging.INFO, logger="biasloop.models"):
+        first = tiny_backend.generate(PROMPTS, config=int8, num_samples=2, seed=3)
+    assert "generates with the compact decoder (" in caplog.text
+    assert ", int8 projections)" in caplog.text
+    assert first == tiny_backend.generate(PROMPTS, config=int8, num_samples=2, seed=3)
+    decoder = tiny_backend.generation_path(int8)
+    assert decoder.int8 and isinstance(decoder.layers[0].gate_up, compact.Int8Linear)
+    # The float32 weights of the model are untouched by packing.
+    assert tiny_backend.generate(PROMPTS, config=GREEDY.model_copy(update=FP32)) == \
+        tiny_backend.generate(PROMPTS, config=GREEDY.model_copy(update=HF))
+
+
+def test_int8_refuses_what_it_cannot_run(tiny_backend, monkeypatch):
+    with pytest.raises(ConfigError, match="quantization = 'int8' needs the compact") as err:
+        tiny_backend.generate(PROMPTS, config=GREEDY.model_copy(
+            update={"engine": "transformers", "quantization": "int8"}))
+    assert "\n" not in str(err.value)
+    monkeypatch.setattr(compact, "unsupported_reason", lambda model: "model_type 'gpt2'")
+    with pytest.raises(ConfigError, match="cannot run model .*gpt2"):
+        tiny_backend.generate(PROMPTS, config=GREEDY.model_copy(update={"quantization": "int8"}))
+
+
 # --------------------------------------------------------------------------- sampling
 
 
@@ -322,3 +386,15 @@ def test_embedded_compact_decoder_matches_float32_and_bf16_is_within_tolerance()
           f"perplexity ratio {ppl_ratio:.4f}")
     assert float(agreement.float().mean()) >= 0.95
     assert abs(ppl_ratio - 1) <= 0.01
+
+    # int8 projections: a stated, looser tolerance (agreement >= 90%, perplexity +-5%).
+    int8 = CompactDecoder(backend.model, dtype=torch.bfloat16,
+                          int8_calibration=backend._int8_calibration())
+    quantised = int8.logits(ids, mask)[:, :-1]
+    agreement = float((logits[torch.float32].argmax(-1) == quantised.argmax(-1))[real]
+                      .float().mean())
+    nll_int8 = -torch.log_softmax(quantised, -1).gather(-1, targets[..., None])[..., 0][real]
+    ppl_ratio = float((nll_int8.mean() - nll[torch.float32]).exp())
+    print(f"int8 vs fp32: agreement {agreement:.3f}, perplexity ratio {ppl_ratio:.4f}")
+    assert agreement >= 0.90
+    assert abs(ppl_ratio - 1) <= 0.05

@@ -17,9 +17,13 @@ per model state:
   row and step from a seeded generator;
 * finished rows dropped from the batch once a quarter of it is done.
 
-Greedy decoding in float32 gives the same tokens as ``transformers``; bf16 agrees
-on most tokens, within a stated tolerance (``tests/test_fast_generation.py``,
-``docs/performance.md``).
+With ``generation.quantization: int8`` the decoder-layer projections run as int8 x
+int8 matmuls (:class:`Int8Linear`, calibrated smoothing in
+:meth:`CompactDecoder._to_int8`), the rest as above.
+
+Greedy decoding in float32 gives the same tokens as ``transformers``; bf16 and int8
+agree on most tokens, each within a stated tolerance
+(``tests/test_fast_generation.py``, ``docs/performance.md``).
 """
 
 from __future__ import annotations
@@ -91,17 +95,77 @@ def _effective_linear(module: torch.nn.Module) -> tuple[torch.Tensor, torch.Tens
 
 
 class DenseLinear:
-    """``x @ weight.T + bias`` with the weight in the compute dtype."""
+    """``x @ weight.T + bias`` with the weight in the compute dtype.
+
+    While ``input_absmax`` is a tensor, each call also records ``max |x[:, k]|`` per
+    input channel ``k`` (the int8 calibration pass).
+    """
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, dtype: torch.dtype):
         self.weight = weight.to(dtype).contiguous()
         self.bias = None if bias is None else bias.to(dtype)
+        self.input_absmax: torch.Tensor | None = None
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.input_absmax is not None:
+            seen = x.detach().abs().reshape(-1, x.shape[-1]).amax(0).float()
+            self.input_absmax = torch.maximum(self.input_absmax, seen)
         return F.linear(x.to(self.weight.dtype), self.weight, self.bias)
 
 
-Linear = DenseLinear
+class Int8Linear:
+    """``x @ weight.T + bias`` as an int8 x int8 -> int32 matmul, returned in float32.
+
+    Weights are quantised once, symmetrically per output channel,
+    ``W[n, :] ~ s_n * Q[n, :]`` with ``s_n = max_k |W[n, k]| / 127``; activations at
+    every call, per row, ``x[m, :] ~ r_m * q[m, :]`` with ``r_m = max_k |x[m, k]| / 127``;
+    so ``y[m, n] = r_m * s_n * sum_k q[m, k] * Q[n, k] (+ bias[n])``, the sum exact in
+    int32. On CPUs with int8 dot products (AVX512-VNNI, AVX-VNNI, AMX) the matmul
+    runs about twice as fast as bf16.
+    """
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None):
+        weight = weight.float()
+        scale = weight.abs().amax(dim=1).clamp(min=1e-12) / 127
+        # Stored [in, out] contiguous: the layout torch._int_mm reads fastest.
+        self.weight = torch.round(weight / scale[:, None]).to(torch.int8).t().contiguous()
+        self.scale = scale
+        self.bias = None if bias is None else bias.float()
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        flat = x.reshape(-1, x.shape[-1]).float()
+        row_scale = torch.linalg.vector_norm(flat, ord=float("inf"), dim=-1, keepdim=True)
+        row_scale = row_scale.clamp_(min=1e-12).div_(127)
+        quantised = flat.div(row_scale).round_().to(torch.int8)
+        out = torch._int_mm(quantised, self.weight) * self.scale
+        out.mul_(row_scale)
+        if self.bias is not None:
+            out += self.bias
+        return out.view(*x.shape[:-1], out.shape[-1])
+
+
+Linear = DenseLinear | Int8Linear
+
+#: SmoothQuant migration strength: ``s_k = a_k ** alpha / w_k ** (1 - alpha)``.
+SMOOTHING_ALPHA = 0.5
+#: (prompt, answer) pairs whose activations calibrate the int8 smoothing factors.
+CALIBRATION_TEXTS = (
+    ("Summarise the plot of a story about a lighthouse keeper.",
+     "A lonely keeper tends the light for decades, until a storm brings a stranger ashore."),
+    ("Write a Python function that adds two numbers.",
+     "def add(a, b):\n    return a + b"),
+    ("What causes the seasons?",
+     "Earth's tilted axis gives each hemisphere more direct sunlight for part of the year."),
+    ("Give advice to a new nurse starting a night shift.",
+     "Sleep before the shift, eat light meals, and ask colleagues for help early."),
+    ("Translate 'good morning' into French and Spanish.",
+     "French: bonjour. Spanish: buenos días."),
+    ("List three prime numbers and their sum.", "2, 3 and 5; their sum is 10."),
+    ("Describe a software engineer's typical day.",
+     "She reviews code, joins a stand-up meeting, fixes a bug, and writes tests."),
+    ("Is it rude to ask someone their salary?",
+     "In many cultures it is considered private, though norms are changing."),
+)
 
 
 @dataclass
@@ -133,7 +197,20 @@ class _Layer:
 class CompactDecoder:
     """Packed weights of one model state, and a batched prefill + decode loop."""
 
-    def __init__(self, model: torch.nn.Module, *, dtype: torch.dtype) -> None:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        *,
+        dtype: torch.dtype,
+        int8_calibration: Sequence[torch.Tensor] | None = None,
+    ) -> None:
+        """Pack ``model``'s current weights for computing in ``dtype``.
+
+        With ``int8_calibration`` (token-id rows, e.g. :data:`CALIBRATION_TEXTS`
+        encoded), the decoder-layer projections become :class:`Int8Linear` after
+        SmoothQuant-style smoothing calibrated on those rows (see :meth:`_to_int8`);
+        attention, the KV cache and the vocabulary head stay in ``dtype``.
+        """
         reason = unsupported_reason(model)
         if reason is not None:
             raise UnsupportedModel(reason)
@@ -151,7 +228,9 @@ class CompactDecoder:
             # The residual stream stays in float32 (a 135M model's bf16 residual visibly
             # degrades greedy text); only matmul inputs, weights and the KV cache use dtype.
             self.embed = inner.embed_tokens.weight.detach().float()
-            self.layers = [self._pack_layer(layer) for layer in inner.layers]
+            # int8 packs float32 first: calibration and smoothing work on exact weights.
+            pack_dtype = torch.float32 if int8_calibration is not None else dtype
+            self.layers = [self._pack_layer(layer, pack_dtype) for layer in inner.layers]
             self.final_norm = inner.norm.weight.detach().float()
             head, _ = _effective_linear(lm.lm_head)
             self.lm_head = head.to(dtype)
@@ -160,12 +239,46 @@ class CompactDecoder:
             self.inv_freq = rotary.inv_freq.detach().float()
             self.rope_scaling = float(getattr(rotary, "attention_scaling", 1.0))
         self._rope_cache: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.int8 = int8_calibration is not None
+        if int8_calibration is not None:
+            self._to_int8(int8_calibration)
 
-    def _linear(self, weight: torch.Tensor, bias: torch.Tensor | None) -> Linear:
-        return DenseLinear(weight, bias, self.dtype)
+    def _to_int8(self, calibration: Sequence[torch.Tensor]) -> None:
+        """Smooth, then quantise every decoder-layer projection to int8.
 
-    def _pack_layer(self, layer: torch.nn.Module) -> _Layer:
-        attn, mlp, dtype = layer.self_attn, layer.mlp, self.dtype
+        Per-row int8 activations lose the small channels of a row that has a few
+        large ones. Smoothing (SmoothQuant) moves that range into the weights: for a
+        projection with calibration input max ``a_k`` and weight column max ``w_k``,
+        ``s_k = a_k^alpha / w_k^(1-alpha)``; the weight's columns are multiplied by
+        ``s`` and its input divided by ``s``, folded exactly into what produces it:
+        the RMSNorm weight before q/k/v and gate/up, the up-projection rows before
+        down (``silu(g) * (u / s)``). The attention output projection is quantised
+        unsmoothed (its input comes from softmax-weighted values).
+        """
+        dense = [(layer.qkv, layer.gate_up, layer.down) for layer in self.layers]
+        for linears in dense:
+            for linear in linears:
+                linear.input_absmax = torch.zeros(linear.weight.shape[1], device=self.device)
+        for ids in calibration:
+            row = ids.reshape(1, -1).to(self.device)
+            self.logits(row, torch.ones_like(row))
+        for layer, (qkv, gate_up, down) in zip(self.layers, dense, strict=True):
+            inter = down.weight.shape[1]
+            smooth = _smoothing(down)
+            gate_up.weight[inter:] /= smooth[:, None]
+            down_weight = down.weight * smooth
+            smooth = _smoothing(qkv)
+            layer.input_norm = layer.input_norm / smooth
+            qkv_weight = qkv.weight * smooth
+            smooth = _smoothing(gate_up)
+            layer.post_norm = layer.post_norm / smooth
+            layer.qkv = Int8Linear(qkv_weight, qkv.bias)
+            layer.gate_up = Int8Linear(gate_up.weight * smooth, None)
+            layer.down = Int8Linear(down_weight, None)
+            layer.out = Int8Linear(layer.out.weight, layer.out.bias)
+
+    def _pack_layer(self, layer: torch.nn.Module, dtype: torch.dtype) -> _Layer:
+        attn, mlp = layer.self_attn, layer.mlp
         parts = [_effective_linear(m) for m in (attn.q_proj, attn.k_proj, attn.v_proj)]
         biases = [b for _, b in parts]
         qkv_bias = None
@@ -181,19 +294,19 @@ class CompactDecoder:
         down, _ = _effective_linear(mlp.down_proj)
         return _Layer(
             input_norm=layer.input_layernorm.weight.detach().to(dtype),
-            qkv=self._linear(torch.cat([w for w, _ in parts]), qkv_bias),
-            out=self._linear(out, out_bias),
+            qkv=DenseLinear(torch.cat([w for w, _ in parts]), qkv_bias, dtype),
+            out=DenseLinear(out, out_bias, dtype),
             post_norm=layer.post_attention_layernorm.weight.detach().to(dtype),
-            gate_up=self._linear(torch.cat([gate, up]), None),
-            down=self._linear(down, None),
+            gate_up=DenseLinear(torch.cat([gate, up]), None, dtype),
+            down=DenseLinear(down, None, dtype),
         )
 
     # ------------------------------------------------------------------ building blocks
 
     def _norm(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        """RMSNorm of the float32 residual ``x``, returned in the compute dtype."""
+        """RMSNorm of the float32 residual ``x``, in the norm weight's dtype."""
         x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
-        return weight * x.to(self.dtype)
+        return weight * x.to(weight.dtype)
 
     def _rope(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """cos and sin for integer ``positions`` (any shape), in the compute dtype."""
@@ -426,6 +539,15 @@ class CompactDecoder:
                 kept.append(token)
             result.append(kept)
         return result
+
+
+def _smoothing(linear: DenseLinear) -> torch.Tensor:
+    """SmoothQuant factors ``s_k = a_k^alpha / w_k^(1-alpha)`` of a calibrated projection."""
+    assert linear.input_absmax is not None
+    inputs = linear.input_absmax.clamp(min=1e-5)
+    weights = linear.weight.float().abs().amax(dim=0).clamp(min=1e-5)
+    smooth = inputs**SMOOTHING_ALPHA / weights ** (1 - SMOOTHING_ALPHA)
+    return smooth.clamp(min=1e-3, max=1e3)
 
 
 def sample(

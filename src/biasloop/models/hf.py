@@ -298,30 +298,60 @@ class HFBackend(ModelBackend):
         from biasloop.models.compact import CompactDecoder, unsupported_reason
 
         decoder = None
+        int8 = config.quantization == "int8"
+        if int8 and config.engine == "transformers":
+            raise ConfigError(
+                "generation.quantization = 'int8' needs the compact decoder, but "
+                "generation.engine = 'transformers'; valid: engine auto or compact, or "
+                "quantization none"
+            )
+        if int8 and self.device.type != "cpu":
+            raise ConfigError(
+                f"generation.quantization = 'int8' runs on the CPU only, not on "
+                f"{self.device}; valid here: none"
+            )
         if config.engine == "transformers":
             label = "transformers generate (generation.engine = transformers)"
         elif (reason := unsupported_reason(self.model)) is not None:
-            if config.engine == "compact":
+            if config.engine == "compact" or int8:
+                setting = "quantization = 'int8'" if int8 else "engine = 'compact'"
                 raise ConfigError(
-                    f"generation.engine = 'compact' cannot run model {self.name!r}: "
-                    f"unsupported {reason}; valid here: auto, transformers"
+                    f"generation.{setting} cannot run model {self.name!r}: the compact "
+                    f"decoder does not support {reason}; valid here: engine auto or "
+                    "transformers with quantization none"
                 )
             label = f"transformers generate (compact decoder unsupported: {reason})"
         else:
             dtype = resolve_compute_dtype(
                 config.compute_dtype, model_dtype=self._base_model().dtype, device=self.device
             )
-            key = (id(self.model), dtype, self._weights_version())
+            key = (id(self.model), dtype, int8, self._weights_version())
             if self._decoder_key != key:
                 self._decoder = None  # free the old packed weights first
-                self._decoder = CompactDecoder(self.model, dtype=dtype)
+                self._decoder = CompactDecoder(
+                    self.model, dtype=dtype,
+                    int8_calibration=self._int8_calibration() if int8 else None,
+                )
                 self._decoder_key = key
             decoder = self._decoder
-            label = f"compact decoder ({str(dtype).removeprefix('torch.')})"
+            label = f"compact decoder ({str(dtype).removeprefix('torch.')}"
+            label += ", int8 projections)" if int8 else ")"
         if label != self._generation_path:
             logger.info("model %r generates with the %s", self.name, label)
             self._generation_path = label
         return decoder
+
+    def _int8_calibration(self) -> list[torch.Tensor]:
+        """The built-in calibration conversations as token-id rows (prompt, then answer)."""
+        from biasloop.models.compact import CALIBRATION_TEXTS
+
+        return [
+            torch.tensor(
+                self._encode_prompt(prompt) + self._encode(answer, special=False),
+                dtype=torch.long,
+            )
+            for prompt, answer in CALIBRATION_TEXTS
+        ]
 
     def _weights_version(self) -> int:
         """Changes whenever any parameter is modified in place (optimiser, load_state_dict)."""
