@@ -2,16 +2,19 @@
 
 One run measures, on this machine and in this process (``make bench``):
 
-1. the fp32 and bf16 matmul peak (GFLOP/s) of a large ``torch.matmul``;
+1. the fp32 and bf16 matmul peak (GFLOP/s) of a large ``torch.matmul``, and the
+   int8 peak (GOP/s) of ``torch._int_mm``;
 2. generation at the loop's batch (32 prompts x k = 4 samples = 128 rows, 64 new
    tokens, temperature 0.8, top-p 0.95): plain transformers ``generate`` on the fp32
-   model and on a bf16 copy, and biasloop's default path, in alternating rounds;
+   model and on a bf16 copy, biasloop's default path and its int8 option
+   (``generation.quantization: int8``), in alternating rounds;
 3. greedy exactness: the compact decoder in float32 against transformers, and bf16
-   against float32 (teacher-forced argmax agreement, perplexity ratio);
+   and int8 against float32 (teacher-forced argmax agreement, perplexity ratio);
 4. LoRA training at batch 8 (responses from step 2): float32 against the default
    (bf16 autocast), loss curves side by side;
 5. one full SCPL generation (256 queries, k = 4, 64 new tokens, one LoRA epoch,
-   64 evaluation queries per group) in a fresh process, with where the time goes;
+   64 evaluation queries per group) in a fresh process, with where the time goes,
+   by default and with int8 generation;
 6. peak memory of a 2- and a 10-generation run (smaller budgets), each in a fresh
    process.
 
@@ -93,14 +96,20 @@ def cpu_name() -> str:
 
 
 def matmul_peak_gflops(dtype: torch.dtype, size: int, seconds: float) -> float:
-    """Best GFLOP/s of repeated ``size x size`` matmuls over about ``seconds``."""
-    a = torch.randn(size, size).to(dtype)
-    b = torch.randn(size, size).to(dtype)
-    torch.matmul(a, b)  # warm-up (thread pool, kernels)
+    """Best GFLOP/s (GOP/s for int8) of repeated ``size x size`` matmuls over ``seconds``."""
+    if dtype == torch.int8:
+        a = torch.randint(-127, 128, (size, size), dtype=torch.int8)
+        b = torch.randint(-127, 128, (size, size), dtype=torch.int8)
+        matmul: Callable[..., Any] = torch._int_mm
+    else:
+        a = torch.randn(size, size).to(dtype)
+        b = torch.randn(size, size).to(dtype)
+        matmul = torch.matmul
+    matmul(a, b)  # warm-up (thread pool, kernels)
     best, deadline = 0.0, time.perf_counter() + seconds
     while time.perf_counter() < deadline:
         start = time.perf_counter()
-        torch.matmul(a, b)
+        matmul(a, b)
         best = max(best, 2 * size**3 / (time.perf_counter() - start) / 1e9)
     return best
 
@@ -185,9 +194,14 @@ class TokenCounter:
 
 
 def bench_generation(
-    backend: Any, bf16_backend: Any, *, rounds: int, max_new_tokens: int, peaks: dict[str, float]
+    backend: Any, bf16_backend: Any, int8_backend: Any, *, rounds: int, max_new_tokens: int,
+    peaks: dict[str, float]
 ) -> tuple[list[Row], dict[str, Any]]:
-    """Transformers fp32, transformers bf16 and ours on the same batch, alternating."""
+    """Transformers fp32, transformers bf16 and ours on the same batch, alternating.
+
+    The int8 path has a backend of its own: a backend keeps one packed decoder, so
+    alternating settings on one backend would repack (and recalibrate) every round.
+    """
     params = sum(p.numel() for p in backend.model.parameters())
     sampling = GenerationConfig(max_new_tokens=max_new_tokens, temperature=0.8, top_p=0.95,
                                 batch_size=32)
@@ -196,11 +210,12 @@ def bench_generation(
         "transformers bf16": (bf16_backend,
                               sampling.model_copy(update={"engine": "transformers"})),
         "ours (default)": (backend, sampling),
+        "ours (int8)": (int8_backend, sampling.model_copy(update={"quantization": "int8"})),
     }
     warm = GenerationConfig(max_new_tokens=4, batch_size=32)
     for model, config in paths.values():
-        model.generate(PROMPTS[:4], config=warm.model_copy(update={"engine": config.engine}),
-                       num_samples=4)
+        model.generate(PROMPTS[:4], config=warm.model_copy(
+            update={"engine": config.engine, "quantization": config.quantization}), num_samples=4)
     clocks = {name: Clock() for name in paths}
     counts: dict[str, list[int]] = {name: [0, 0] for name in paths}
     texts: list[str] = []
@@ -211,7 +226,7 @@ def bench_generation(
             prompt, new = counter.reset()
             counts[name][0] += prompt
             counts[name][1] += new
-            if name.startswith("ours"):
+            if name == "ours (default)":
                 texts += [answer for answers in out for answer in answers]
     tps = {name: counts[name][1] / clocks[name].wall for name in paths}
     # Model FLOPs: ~2 * params per token processed (prefilled or generated).
@@ -219,8 +234,9 @@ def bench_generation(
     ours = tps["ours (default)"]
     rows: list[Row] = []
     for name in paths:
-        peak = peaks["bf16"] if "bf16" in name or name.startswith("ours") else peaks["fp32"]
-        peak_name = "bf16" if peak is peaks["bf16"] else "fp32"
+        peak_name = ("int8" if "int8" in name else
+                     "bf16" if "bf16" in name or name.startswith("ours") else "fp32")
+        peak = peaks[peak_name]
         rows.append((
             f"generate: {name}",
             f"{tps[name]:.0f} new tok/s",
@@ -234,6 +250,11 @@ def bench_generation(
          "transformers on a bf16 copy of the model"),
         ("    ours / machine bf16 peak", f"{flops['ours (default)'] / peaks['bf16']:.1%}",
          "model FLOP/s over the bf16 matmul peak"),
+        ("    int8 / transformers fp32", f"{tps['ours (int8)'] / tps['transformers fp32']:.2f}x",
+         "generation.quantization = int8 (opt-in, not exact)"),
+        ("    int8 / ours default", f"{tps['ours (int8)'] / ours:.2f}x", "the share of int8"),
+        ("    int8 / machine int8 peak", f"{flops['ours (int8)'] / peaks['int8']:.1%}",
+         "model OP/s over the int8 _int_mm peak"),
     ]
     return rows, {"texts": texts, "tps": tps}
 
@@ -255,11 +276,15 @@ def bench_greedy_agreement(backend: Any) -> list[Row]:
     real, targets = mask[:, 1:].bool(), ids[:, 1:]
     logits = {d: CompactDecoder(backend.model, dtype=d).logits(ids, mask)[:, :-1]
               for d in (torch.float32, torch.bfloat16)}
-    agree = float((logits[torch.float32].argmax(-1)
-                   == logits[torch.bfloat16].argmax(-1))[real].float().mean())
+    logits["int8"] = CompactDecoder(
+        backend.model, dtype=torch.bfloat16, int8_calibration=backend._int8_calibration()
+    ).logits(ids, mask)[:, :-1]
+    agreement = {d: float((logits[torch.float32].argmax(-1) == v.argmax(-1))[real].float().mean())
+                 for d, v in logits.items()}
     nll = {d: float(-torch.log_softmax(v, -1).gather(-1, targets[..., None])[..., 0][real].mean())
            for d, v in logits.items()}
-    ratio = float(torch.tensor(nll[torch.bfloat16] - nll[torch.float32]).exp())
+    ratios = {d: float(torch.tensor(nll[d] - nll[torch.float32]).exp()) for d in logits}
+    agree, ratio = agreement[torch.bfloat16], ratios[torch.bfloat16]
     return [
         ("greedy: compact fp32 = transformers", f"{same32}/{len(PROMPTS)} rows",
          "identical 48-token greedy texts"),
@@ -268,6 +293,9 @@ def bench_greedy_agreement(backend: Any) -> list[Row]:
         ("bf16 teacher-forced agreement", f"{agree:.1%}",
          "argmax equal to fp32 at every prompt + answer position; tolerance >= 95%"),
         ("bf16 / fp32 perplexity", f"{ratio:.4f}", "on the fp32 greedy texts; tolerance 1 +- 0.01"),
+        ("int8 teacher-forced agreement", f"{agreement['int8']:.1%}",
+         "generation.quantization = int8; tolerance >= 90%"),
+        ("int8 / fp32 perplexity", f"{ratios['int8']:.4f}", "tolerance 1 +- 0.05"),
     ]
 
 
@@ -292,6 +320,28 @@ def original_step_loss(backend: Any) -> Callable[..., torch.Tensor]:
     return step_loss
 
 
+@contextmanager
+def recast_every_use(enabled: bool) -> Iterator[None]:
+    """Plain bf16 autocast: frozen weights cast at every use, as before the cast-once path."""
+    from biasloop.models import hf
+
+    original = hf._FrozenWeightsCast
+
+    class RecastEveryUse:
+        def __init__(self, *args: Any) -> None:
+            pass
+
+        def restore(self) -> None:
+            pass
+
+    if enabled:
+        hf._FrozenWeightsCast = RecastEveryUse  # type: ignore[assignment, misc]
+    try:
+        yield
+    finally:
+        hf._FrozenWeightsCast = original  # type: ignore[misc]
+
+
 def bench_training(backend: Any, texts: list[str], *, steps: int,
                    peaks: dict[str, float]) -> list[Row]:
     """The original float32 LoRA step, float32 on the new path, and the default (bf16 autocast)."""
@@ -300,7 +350,8 @@ def bench_training(backend: Any, texts: list[str], *, steps: int,
                 for i in range(8 * steps)]
     base = TrainingConfig(method="lora", batch_size=8, max_length=128, epochs=1)
     fp32 = base.model_copy(update={"compute_dtype": "float32"})
-    runs = {"original fp32": fp32, "fp32, new path": fp32, "ours": base}
+    runs = {"original fp32": fp32, "fp32, new path": fp32, "autocast re-cast": base,
+            "ours": base}
     results = {}
     for name, config in runs.items():
         if name == "original fp32":
@@ -308,7 +359,8 @@ def bench_training(backend: Any, texts: list[str], *, steps: int,
         backend.reset_to_base()
         backend.train(examples[:8], config=config, seed=0)  # warm-up
         backend.reset_to_base()
-        results[name] = backend.train(examples, config=config, seed=1)
+        with recast_every_use(name == "autocast re-cast"):
+            results[name] = backend.train(examples, config=config, seed=1)
         backend.__dict__.pop("_step_loss", None)
     backend.reset_to_base()
     tps = {name: r.tokens_seen / r.seconds for name, r in results.items()}
@@ -328,7 +380,11 @@ def bench_training(backend: Any, texts: list[str], *, steps: int,
          f"{flops['ours'] / peaks['bf16']:.0%} of bf16 peak"),
         ("    ours / original fp32", f"{tps['ours'] / tps['original fp32']:.2f}x", "target >= 2x"),
         ("    ours / fp32 new path", f"{tps['ours'] / tps['fp32, new path']:.2f}x",
-         "the share of bf16 autocast alone"),
+         "the share of bf16 autocast"),
+        ("    ours / autocast re-casting frozen weights",
+         f"{tps['ours'] / tps['autocast re-cast']:.2f}x",
+         "frozen weights cast once per run; step losses identical: "
+         f"{results['ours'].step_losses == results['autocast re-cast'].step_losses}"),
         ("    loss curves", f"max {max(rel):.2%} per step, {mean_rel:.2%} mean",
          "ours vs original fp32, same data, seed and order; tolerance 3% per step, 1% mean; "
          f"fp32 {full[0]:.3f} -> {full[-1]:.3f}, ours {ours[0]:.3f} -> {ours[-1]:.3f}"),
@@ -339,7 +395,8 @@ def bench_training(backend: Any, texts: list[str], *, steps: int,
 
 
 def scpl_config(*, queries: int, candidates: int, new_tokens: int, eval_per_group: int,
-                generations: int, perplexity: int, bootstrap: int) -> Any:
+                generations: int, perplexity: int, bootstrap: int,
+                quantization: str = "none") -> Any:
     from biasloop.config import load_config
 
     return load_config(None, [
@@ -350,6 +407,7 @@ def scpl_config(*, queries: int, candidates: int, new_tokens: int, eval_per_grou
         f"loop.queries_per_generation={queries}", "mitigation.name=reward_rejection",
         f"mitigation.candidates={candidates}", f"metrics.bootstrap_samples={bootstrap}",
         f"metrics.perplexity_texts={perplexity}", "run.progress=false",
+        f"generation.quantization={quantization}",
     ])
 
 
@@ -390,7 +448,7 @@ def e2e_child(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     config = scpl_config(queries=args.queries, candidates=4, new_tokens=args.new_tokens,
                          eval_per_group=args.eval_per_group, generations=args.generations,
-                         perplexity=32, bootstrap=1000)
+                         perplexity=32, bootstrap=1000, quantization=args.quantization)
     timer = PhaseTimer()
     timer.wrap(studies.Components, "backend", "load model")
     for name, label in [("serve", "serve"), ("generate_candidates", "candidates"),
@@ -418,14 +476,15 @@ def run_child(threads: int, **options: Any) -> dict[str, Any]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def bench_end_to_end(threads: int, quick: bool) -> list[Row]:
+def bench_end_to_end(threads: int, quick: bool, quantization: str = "none") -> list[Row]:
     options = ({"queries": 64, "new_tokens": 32, "eval_per_group": 16} if quick else
                {"queries": 256, "new_tokens": 64, "eval_per_group": 64})
-    result = run_child(threads, generations=1, **options)
+    result = run_child(threads, generations=1, quantization=quantization, **options)
     total = result["total"]
     load = sum(v for k, v in result["phases"].items() if k.endswith("load model"))
+    label = "" if quantization == "none" else f", generation.quantization = {quantization}"
     rows: list[Row] = [(
-        "SCPL generation, end to end", f"{total:.1f} s",
+        f"SCPL generation, end to end{label}", f"{total:.1f} s",
         f"{options['queries']} queries x k=4, {options['new_tokens']} new tokens, 1 LoRA epoch, "
         f"{options['eval_per_group']} eval queries/group, M_0 and M_1 evaluated; "
         f"{total - load:.1f} s without model load; target <= 90 s; "
@@ -459,8 +518,8 @@ def run(args: argparse.Namespace) -> tuple[list[Row], dict[str, str]]:
     quick, threads = args.quick, torch.get_num_threads()
     load_at_start = os.getloadavg()[0]
     matmul_size, matmul_seconds = (1024, 1.0) if quick else (2048, 3.0)
-    peaks = {"fp32": matmul_peak_gflops(torch.float32, matmul_size, matmul_seconds),
-             "bf16": matmul_peak_gflops(torch.bfloat16, matmul_size, matmul_seconds)}
+    peaks = {name: matmul_peak_gflops(dtype, matmul_size, matmul_seconds) for name, dtype in
+             (("fp32", torch.float32), ("bf16", torch.bfloat16), ("int8", torch.int8))}
     start = time.perf_counter()
     backend = load_backend(ModelConfig(name=EMBEDDED))
     load_seconds = time.perf_counter() - start
@@ -470,18 +529,22 @@ def run(args: argparse.Namespace) -> tuple[list[Row], dict[str, str]]:
          f"{matmul_size}^2, best of {matmul_seconds:.0f} s"),
         ("matmul peak bf16", f"{peaks['bf16']:.0f} GFLOP/s",
          f"bf16/fp32 = {peaks['bf16'] / peaks['fp32']:.2f}"),
+        ("matmul peak int8", f"{peaks['int8']:.0f} GOP/s",
+         f"torch._int_mm; int8/bf16 = {peaks['int8'] / peaks['bf16']:.2f}"),
         ("load embedded model", f"{load_seconds:.1f} s", "from cache"),
     ]
+    int8_backend = load_backend(ModelConfig(name=EMBEDDED))
     generation_rows, generated = bench_generation(
-        backend, bf16_backend, rounds=1 if quick else 2, max_new_tokens=16 if quick else 64,
-        peaks=peaks)
-    del bf16_backend
+        backend, bf16_backend, int8_backend, rounds=1 if quick else 2,
+        max_new_tokens=16 if quick else 64, peaks=peaks)
+    del bf16_backend, int8_backend
     rows += generation_rows
     rows += bench_greedy_agreement(backend)
     rows += bench_training(backend, generated["texts"], steps=3 if quick else 8, peaks=peaks)
     del backend
     if not args.skip_e2e:
         rows += bench_end_to_end(threads, quick)
+        rows += bench_end_to_end(threads, quick, quantization="int8")
     if not args.skip_memory:
         rows += bench_memory(threads, quick)
     info = {
@@ -533,6 +596,7 @@ def main(argv: list[str] | None = None) -> int:
     child("--queries", type=int, default=256, help=argparse.SUPPRESS)
     child("--new-tokens", type=int, default=64, help=argparse.SUPPRESS)
     child("--eval-per-group", type=int, default=64, help=argparse.SUPPRESS)
+    child("--quantization", default="none", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.threads = args.threads or len(os.sched_getaffinity(0))
     torch.set_num_threads(args.threads)

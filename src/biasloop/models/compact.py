@@ -134,11 +134,11 @@ class Int8Linear:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         flat = x.reshape(-1, x.shape[-1]).float()
-        row_scale = torch.linalg.vector_norm(flat, ord=float("inf"), dim=-1, keepdim=True)
-        row_scale = row_scale.clamp_(min=1e-12).div_(127)
+        # abs().amax() and float().mul_() are several times faster on CPU than
+        # vector_norm(ord=inf) and a type-promoting int32 * float multiply.
+        row_scale = flat.abs().amax(dim=-1, keepdim=True).clamp_(min=1e-12).div_(127)
         quantised = flat.div(row_scale).round_().to(torch.int8)
-        out = torch._int_mm(quantised, self.weight) * self.scale
-        out.mul_(row_scale)
+        out = torch._int_mm(quantised, self.weight).float().mul_(self.scale).mul_(row_scale)
         if self.bias is not None:
             out += self.bias
         return out.view(*x.shape[:-1], out.shape[-1])
