@@ -320,28 +320,6 @@ def original_step_loss(backend: Any) -> Callable[..., torch.Tensor]:
     return step_loss
 
 
-@contextmanager
-def recast_every_use(enabled: bool) -> Iterator[None]:
-    """Plain bf16 autocast: frozen weights cast at every use, as before the cast-once path."""
-    from biasloop.models import hf
-
-    original = hf._FrozenWeightsCast
-
-    class RecastEveryUse:
-        def __init__(self, *args: Any) -> None:
-            pass
-
-        def restore(self) -> None:
-            pass
-
-    if enabled:
-        hf._FrozenWeightsCast = RecastEveryUse  # type: ignore[assignment, misc]
-    try:
-        yield
-    finally:
-        hf._FrozenWeightsCast = original  # type: ignore[misc]
-
-
 def bench_training(backend: Any, texts: list[str], *, steps: int,
                    peaks: dict[str, float]) -> list[Row]:
     """The original float32 LoRA step, float32 on the new path, and the default (bf16 autocast)."""
@@ -350,8 +328,7 @@ def bench_training(backend: Any, texts: list[str], *, steps: int,
                 for i in range(8 * steps)]
     base = TrainingConfig(method="lora", batch_size=8, max_length=128, epochs=1)
     fp32 = base.model_copy(update={"compute_dtype": "float32"})
-    runs = {"original fp32": fp32, "fp32, new path": fp32, "autocast re-cast": base,
-            "ours": base}
+    runs = {"original fp32": fp32, "fp32, new path": fp32, "ours": base}
     results = {}
     for name, config in runs.items():
         if name == "original fp32":
@@ -359,8 +336,7 @@ def bench_training(backend: Any, texts: list[str], *, steps: int,
         backend.reset_to_base()
         backend.train(examples[:8], config=config, seed=0)  # warm-up
         backend.reset_to_base()
-        with recast_every_use(name == "autocast re-cast"):
-            results[name] = backend.train(examples, config=config, seed=1)
+        results[name] = backend.train(examples, config=config, seed=1)
         backend.__dict__.pop("_step_loss", None)
     backend.reset_to_base()
     tps = {name: r.tokens_seen / r.seconds for name, r in results.items()}
@@ -381,10 +357,6 @@ def bench_training(backend: Any, texts: list[str], *, steps: int,
         ("    ours / original fp32", f"{tps['ours'] / tps['original fp32']:.2f}x", "target >= 2x"),
         ("    ours / fp32 new path", f"{tps['ours'] / tps['fp32, new path']:.2f}x",
          "the share of bf16 autocast"),
-        ("    ours / autocast re-casting frozen weights",
-         f"{tps['ours'] / tps['autocast re-cast']:.2f}x",
-         "frozen weights cast once per run; step losses identical: "
-         f"{results['ours'].step_losses == results['autocast re-cast'].step_losses}"),
         ("    loss curves", f"max {max(rel):.2%} per step, {mean_rel:.2%} mean",
          "ours vs original fp32, same data, seed and order; tolerance 3% per step, 1% mean; "
          f"fp32 {full[0]:.3f} -> {full[-1]:.3f}, ours {ours[0]:.3f} -> {ours[-1]:.3f}"),

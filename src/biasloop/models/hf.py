@@ -101,35 +101,6 @@ def _chunks(n: int, size: int) -> list[range]:
     return [range(start, min(start + size, n)) for start in range(0, n, size)]
 
 
-class _FrozenWeightsCast:
-    """Frozen ``nn.Linear`` weights of the decoder layers held in ``dtype`` until :meth:`restore`.
-
-    Under autocast a frozen float32 weight is cast to bf16 at each use; holding the
-    bf16 copy for the run is the same rounding done once. The float32 tensors are
-    kept and put back unchanged. Embeddings (often tied to the head) are left alone:
-    the residual stream stays float32.
-    """
-
-    def __init__(self, model: torch.nn.Module, dtype: torch.dtype) -> None:
-        self._kept: list[tuple[torch.nn.Parameter, torch.Tensor]] = []
-        inner = getattr(model, "model", None)
-        for module in (inner.modules() if inner is not None else ()):
-            weight = getattr(module, "weight", None)
-            if (
-                isinstance(module, torch.nn.Linear)
-                and isinstance(weight, torch.nn.Parameter)
-                and not weight.requires_grad
-                and weight.dtype == torch.float32
-            ):
-                self._kept.append((weight, weight.data))
-                weight.data = weight.data.to(dtype)
-
-    def restore(self) -> None:
-        for weight, original in self._kept:
-            weight.data = original
-        self._kept = []
-
-
 class _TrainOutputs:
     """What an ``extra_loss`` hook sees when training skips the full logits.
 
@@ -639,9 +610,6 @@ class HFBackend(ModelBackend):
         # Autocast only lowers precision: fp32 weights, bf16 compute (bf16 weights stay bf16).
         lower = compute == torch.bfloat16 and self._base_model().dtype == torch.float32
         self._autocast_dtype = compute if lower else None
-        # Autocast re-casts every frozen weight at every use (forward and backward);
-        # casting them once for the whole run gives the same numbers, faster.
-        frozen = _FrozenWeightsCast(self._base_model(), compute) if lower else None
         encoded = [self._encode_example(ex, config.max_length) for ex in examples]
         dropped = sum(1 for ids, n_prompt in encoded if n_prompt >= len(ids))
         if dropped:
@@ -687,8 +655,6 @@ class HFBackend(ModelBackend):
                 step_losses.append(float(loss.detach()))
                 tokens_seen += int(data["attention_mask"].sum())
         finally:
-            if frozen is not None:
-                frozen.restore()
             self.model.eval()
             optimizer.zero_grad(set_to_none=True)
             self._autocast_dtype = None
