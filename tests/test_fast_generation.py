@@ -163,6 +163,16 @@ def test_int8_generation_runs_seeded_and_is_logged(tiny_backend, caplog):
         tiny_backend.generate(PROMPTS, config=GREEDY.model_copy(update=HF))
 
 
+def test_int8_with_the_transformers_engine_is_refused_when_the_config_loads():
+    from biasloop.config import load_config
+
+    with pytest.raises(ConfigError, match="quantization 'int8' needs the compact") as err:
+        load_config(None, ["model.name=tiny-random", "generation.quantization=int8",
+                           "generation.engine=transformers"])
+    assert "\n" not in str(err.value)
+    assert load_config(None, ["generation.quantization=int8"]).generation.quantization == "int8"
+
+
 def test_int8_refuses_what_it_cannot_run(tiny_backend, monkeypatch):
     with pytest.raises(ConfigError, match="quantization = 'int8' needs the compact") as err:
         tiny_backend.generate(PROMPTS, config=GREEDY.model_copy(

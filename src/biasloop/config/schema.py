@@ -117,6 +117,15 @@ class GenerationConfig(Section):
         "(loglik) and training are never quantised.",
     )
 
+    @model_validator(mode="after")
+    def _int8_needs_compact(self) -> GenerationConfig:
+        if self.quantization == "int8" and self.engine == "transformers":
+            raise ValueError(
+                "generation.quantization 'int8' needs the compact decoder, but "
+                "generation.engine is 'transformers'; valid: engine auto or compact"
+            )
+        return self
+
 
 class TrainingConfig(Section):
     """Fine-tuning of each generation's model."""
