@@ -348,30 +348,31 @@ def test_embedded_compact_decoder_matches_float32_and_bf16_is_within_tolerance()
     reference = backend.generate(prompts, config=config.model_copy(update=HF))
     assert backend.generate(prompts, config=config.model_copy(update=FP32)) == reference
 
-    # bf16, teacher-forced on the float32 answers: argmax agreement and perplexity.
+    # bf16 and int8, teacher-forced on the float32 answers: argmax agreement and perplexity.
     rows = [backend._encode(backend.format_prompt(p), special=False)
             + backend._encode(r[0], special=False) for p, r in zip(prompts, reference)]
     ids, mask = backend._pad(rows, side="left")
     real, targets = mask[:, 1:].bool(), ids[:, 1:]
-    logits = {dtype: CompactDecoder(backend.model, dtype=dtype).logits(ids, mask)[:, :-1]
-              for dtype in (torch.float32, torch.bfloat16)}
-    agreement = (logits[torch.float32].argmax(-1) == logits[torch.bfloat16].argmax(-1))[real]
-    nll = {dtype: -torch.log_softmax(value, -1).gather(-1, targets[..., None])[..., 0][real].mean()
-           for dtype, value in logits.items()}
-    ppl_ratio = float((nll[torch.bfloat16] - nll[torch.float32]).exp())
-    print(f"bf16 vs fp32: agreement {float(agreement.float().mean()):.3f}, "
-          f"perplexity ratio {ppl_ratio:.4f}")
-    assert float(agreement.float().mean()) >= 0.95
+    decoders = {
+        "fp32": CompactDecoder(backend.model, dtype=torch.float32),
+        "bf16": CompactDecoder(backend.model, dtype=torch.bfloat16),
+        "int8": CompactDecoder(backend.model, dtype=torch.bfloat16,
+                               int8_calibration=backend._int8_calibration()),
+    }
+    logits = {name: d.logits(ids, mask)[:, :-1] for name, d in decoders.items()}
+    nll = {name: -torch.log_softmax(value, -1).gather(-1, targets[..., None])[..., 0][real].mean()
+           for name, value in logits.items()}
+    measured = {}
+    for name in ("bf16", "int8"):
+        agreement = (logits["fp32"].argmax(-1) == logits[name].argmax(-1))[real].float().mean()
+        measured[name] = (float(agreement), float((nll[name] - nll["fp32"]).exp()))
+        print(f"{name} vs fp32: agreement {measured[name][0]:.3f}, "
+              f"perplexity ratio {measured[name][1]:.4f}")
+    # Stated tolerances: bf16 agreement >= 95%, perplexity +-1%; int8 (not exact)
+    # agreement >= 90%, perplexity +-5%.
+    agreement, ppl_ratio = measured["bf16"]
+    assert agreement >= 0.95
     assert abs(ppl_ratio - 1) <= 0.01
-
-    # int8 projections: a stated, looser tolerance (agreement >= 90%, perplexity +-5%).
-    int8 = CompactDecoder(backend.model, dtype=torch.bfloat16,
-                          int8_calibration=backend._int8_calibration())
-    quantised = int8.logits(ids, mask)[:, :-1]
-    agreement = float((logits[torch.float32].argmax(-1) == quantised.argmax(-1))[real]
-                      .float().mean())
-    nll_int8 = -torch.log_softmax(quantised, -1).gather(-1, targets[..., None])[..., 0][real]
-    ppl_ratio = float((nll_int8.mean() - nll[torch.float32]).exp())
-    print(f"int8 vs fp32: agreement {agreement:.3f}, perplexity ratio {ppl_ratio:.4f}")
+    agreement, ppl_ratio = measured["int8"]
     assert agreement >= 0.90
     assert abs(ppl_ratio - 1) <= 0.05
