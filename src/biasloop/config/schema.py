@@ -116,14 +116,23 @@ class GenerationConfig(Section):
         "(docs/performance.md); CPU only, needs `engine` auto or compact. Scoring "
         "(loglik) and training are never quantised.",
     )
+    kernels: Literal["auto", "native", "torch"] = Field(
+        "auto",
+        description="CPU kernels of the compact decoder in bfloat16 and int8: `native` "
+        "compiles C kernels (decode attention, int8 activation quantisation) with the "
+        "machine's C compiler once, and fails if it cannot; `torch` uses PyTorch ops "
+        "only; `auto` is `native` when a compiler works, else `torch`. float32 always "
+        "uses PyTorch ops. See docs/performance.md.",
+    )
 
     @model_validator(mode="after")
-    def _int8_needs_compact(self) -> GenerationConfig:
-        if self.quantization == "int8" and self.engine == "transformers":
-            raise ValueError(
-                "generation.quantization 'int8' needs the compact decoder, but "
-                "generation.engine is 'transformers'; valid: engine auto or compact"
-            )
+    def _compact_settings_need_compact(self) -> GenerationConfig:
+        for field, value in (("quantization", "int8"), ("kernels", "native")):
+            if getattr(self, field) == value and self.engine == "transformers":
+                raise ValueError(
+                    f"generation.{field} {value!r} needs the compact decoder, but "
+                    "generation.engine is 'transformers'; valid: engine auto or compact"
+                )
         return self
 
 

@@ -21,6 +21,10 @@ With ``generation.quantization: int8`` the decoder-layer projections run as int8
 int8 matmuls (:class:`Int8Linear`, calibrated smoothing in
 :meth:`CompactDecoder._to_int8`), the rest as above.
 
+In bf16 and int8 on a CPU, :mod:`biasloop.models.native` C kernels, when given, run
+each decode step's single-query attention (float32 accumulation over the filled
+cache columns) and the int8 activation quantisation (same bytes as the PyTorch ops).
+
 Greedy decoding in float32 gives the same tokens as ``transformers``; bf16 and int8
 agree on most tokens, each within a stated tolerance
 (``tests/test_fast_generation.py``, ``docs/performance.md``).
@@ -33,6 +37,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+
+from biasloop.models.native import NativeKernels
 
 #: ``config.model_type`` values the decoder reproduces exactly.
 SUPPORTED_MODEL_TYPES = ("llama",)
@@ -124,7 +130,14 @@ class Int8Linear:
     runs about twice as fast as bf16.
     """
 
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None):
+    def __init__(
+        self,
+        weight: torch.Tensor,
+        bias: torch.Tensor | None,
+        *,
+        kernels: NativeKernels | None = None,
+    ):
+        self.kernels = kernels
         weight = weight.float()
         scale = weight.abs().amax(dim=1).clamp(min=1e-12) / 127
         # Stored [in, out] contiguous: the layout torch._int_mm reads fastest.
@@ -134,11 +147,18 @@ class Int8Linear:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         flat = x.reshape(-1, x.shape[-1]).float()
-        # abs().amax() and float().mul_() are several times faster on CPU than
-        # vector_norm(ord=inf) and a type-promoting int32 * float multiply.
-        row_scale = flat.abs().amax(dim=-1, keepdim=True).clamp_(min=1e-12).div_(127)
-        quantised = flat.div(row_scale).round_().to(torch.int8)
-        out = torch._int_mm(quantised, self.weight).float().mul_(self.scale).mul_(row_scale)
+        if self.kernels is not None and flat.stride(-1) == 1:
+            # One pass each for quantising and dequantising; the same bytes as below.
+            quantised, row_scale = self.kernels.quantize_rows(flat)
+            out = self.kernels.dequantize_(
+                torch._int_mm(quantised, self.weight), self.scale, row_scale
+            )
+        else:
+            # abs().amax() and float().mul_() are several times faster on CPU than
+            # vector_norm(ord=inf) and a type-promoting int32 * float multiply.
+            row_scale = flat.abs().amax(dim=-1, keepdim=True).clamp_(min=1e-12).div_(127)
+            quantised = flat.div(row_scale).round_().to(torch.int8)
+            out = torch._int_mm(quantised, self.weight).float().mul_(self.scale).mul_(row_scale)
         if self.bias is not None:
             out += self.bias
         return out.view(*x.shape[:-1], out.shape[-1])
@@ -203,6 +223,7 @@ class CompactDecoder:
         *,
         dtype: torch.dtype,
         int8_calibration: Sequence[torch.Tensor] | None = None,
+        kernels: NativeKernels | None = None,
     ) -> None:
         """Pack ``model``'s current weights for computing in ``dtype``.
 
@@ -210,6 +231,8 @@ class CompactDecoder:
         encoded), the decoder-layer projections become :class:`Int8Linear` after
         SmoothQuant-style smoothing calibrated on those rows (see :meth:`_to_int8`);
         attention, the KV cache and the vocabulary head stay in ``dtype``.
+        ``kernels`` are used in bf16 on a CPU (float32 keeps PyTorch ops, which
+        reproduce transformers exactly); see :attr:`native_attention`.
         """
         reason = unsupported_reason(model)
         if reason is not None:
@@ -233,12 +256,19 @@ class CompactDecoder:
             self.layers = [self._pack_layer(layer, pack_dtype) for layer in inner.layers]
             self.final_norm = inner.norm.weight.detach().float()
             head, _ = _effective_linear(lm.lm_head)
-            self.lm_head = head.to(dtype)
+            self.lm_head: torch.Tensor | Linear = head.to(dtype)
             self.lm_head_fp32 = head.float()
             rotary = inner.rotary_emb
             self.inv_freq = rotary.inv_freq.detach().float()
             self.rope_scaling = float(getattr(rotary, "attention_scaling", 1.0))
         self._rope_cache: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.kernels = (
+            kernels if dtype == torch.bfloat16 and self.device.type == "cpu" else None
+        )
+        #: Decode steps attend with the native kernel (else batched matmuls).
+        self.native_attention = self.kernels is not None and self.kernels.attention_supported(
+            n_heads=self.n_heads, n_kv_heads=self.n_kv_heads, head_dim=self.head_dim
+        )
         self.int8 = int8_calibration is not None
         if int8_calibration is not None:
             self._to_int8(int8_calibration)
@@ -272,10 +302,14 @@ class CompactDecoder:
             qkv_weight = qkv.weight * smooth
             smooth = _smoothing(gate_up)
             layer.post_norm = layer.post_norm / smooth
-            layer.qkv = Int8Linear(qkv_weight, qkv.bias)
-            layer.gate_up = Int8Linear(gate_up.weight * smooth, None)
-            layer.down = Int8Linear(down_weight, None)
-            layer.out = Int8Linear(layer.out.weight, layer.out.bias)
+            kernels = self.kernels
+            layer.qkv = Int8Linear(qkv_weight, qkv.bias, kernels=kernels)
+            layer.gate_up = Int8Linear(gate_up.weight * smooth, None, kernels=kernels)
+            layer.down = Int8Linear(down_weight, None, kernels=kernels)
+            layer.out = Int8Linear(layer.out.weight, layer.out.bias, kernels=kernels)
+        # The vocabulary head ranks tokens in int8 too; each row's top logits are
+        # still recomputed in float32 (_refiner), as after a bf16 head.
+        self.lm_head = Int8Linear(self.lm_head_fp32, None, kernels=self.kernels)
 
     def _pack_layer(self, layer: torch.nn.Module, dtype: torch.dtype) -> _Layer:
         attn, mlp = layer.self_attn, layer.mlp
@@ -345,10 +379,11 @@ class CompactDecoder:
         Writes K/V at cache columns ``start..start+T`` of this layer's ``keys_t``
         ``[B, kv_heads, head_dim, width]`` and ``values`` ``[B, kv_heads, width,
         head_dim]``. ``attn_mask`` is a bool
-        ``[B, 1, T, start + T]`` (True = may attend) for a prefill (T > 1), or an
-        additive float ``[B, 1, 1, width]`` bias for a decode step, which attends over
-        the whole (zero-initialised) cache width: a strided slice of it would be copied
-        by the batched matmul at every layer and step.
+        ``[B, 1, T, start + T]`` (True = may attend) for a prefill (T > 1). For a decode
+        step it is the bool ``[B, width]`` of valid cache columns with
+        :attr:`native_attention`, else an additive float ``[B, 1, 1, width]`` bias: the
+        batched matmuls attend over the whole (zero-initialised) cache width, because
+        a strided slice of it would be copied at every layer and step.
         """
         batch, length, _ = x.shape
         nq, nkv, hd = self.n_heads, self.n_kv_heads, self.head_dim
@@ -365,6 +400,11 @@ class CompactDecoder:
                 q, keys_t[..., :end].transpose(-1, -2), values[:, :, :end],
                 attn_mask=attn_mask, enable_gqa=nq != nkv,
             ).transpose(1, 2)
+        elif self.native_attention:
+            assert self.kernels is not None
+            attended = self.kernels.decode_attention(
+                qk[:, 0, :nq], keys_t, values, attn_mask, n_cols=end, scale=hd**-0.5
+            )
         else:
             # One query per row: a plain grouped matmul beats the flash kernel here; the
             # transposed key cache is read in place.
@@ -398,12 +438,19 @@ class CompactDecoder:
         return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.final_norm
 
     def _project(self, states: torch.Tensor) -> torch.Tensor:
-        """float32 logits of normed ``states``, from a matmul in the compute dtype."""
+        """float32 logits of normed ``states``, from a matmul in the compute dtype (or int8)."""
+        if not isinstance(self.lm_head, torch.Tensor):
+            return self.lm_head(states)
         return F.linear(states.to(self.dtype), self.lm_head).float()
 
     def _exact(self, states: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
         """float32 logits of ``states`` ``[B, H]`` for token ids ``candidates`` ``[B, K]``."""
         return torch.matmul(self.lm_head_fp32[candidates], states.unsqueeze(-1)).squeeze(-1)
+
+    @property
+    def _approximate_head(self) -> bool:
+        """The vocabulary head runs in bf16 or int8, so top logits need recomputing."""
+        return self.dtype != torch.float32 or self.int8
 
     def _refiner(self, states: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor] | None:
         """How :func:`sample` recomputes top logits exactly; None when they already are.
@@ -413,7 +460,7 @@ class CompactDecoder:
         several percent. So the projection runs in bf16 to rank the vocabulary,
         and each row's top candidates get float32 logits.
         """
-        if self.dtype == torch.float32:
+        if not self._approximate_head:
             return None
         return lambda candidates: self._exact(states, candidates)
 
@@ -436,6 +483,14 @@ class CompactDecoder:
         allowed |= torch.eye(length, dtype=torch.bool, device=mask.device)[None]
         return allowed[:, None]
 
+    def _step_mask(self, key_valid: torch.Tensor) -> torch.Tensor:
+        """A decode step's ``attn_mask`` (see :meth:`_layer`) from bool ``[B, width]``."""
+        if self.native_attention:
+            return key_valid
+        bias = torch.zeros(key_valid.shape, device=self.device)
+        bias.masked_fill_(~key_valid, float("-inf"))
+        return bias[:, None, None, :]
+
     # ------------------------------------------------------------------ public
 
     @torch.inference_mode()
@@ -449,7 +504,7 @@ class CompactDecoder:
         )
         logits = self._project(states)
         flat, flat_states = logits.view(-1, logits.shape[-1]), states.view(-1, states.shape[-1])
-        if self.dtype != torch.float32:
+        if self._approximate_head:
             for rows in torch.arange(flat.shape[0], device=self.device).split(256):
                 top = flat[rows].topk(EXACT_TOP_LOGITS, dim=-1).indices
                 exact = self._exact(flat_states[rows], top)
@@ -521,10 +576,8 @@ class CompactDecoder:
                 key_valid, next_position = key_valid[keep], next_position[keep]
             column = width + step
             key_valid[:, column] = True
-            bias = torch.zeros(key_valid.shape, device=self.device)
-            bias.masked_fill_(~key_valid, float("-inf"))
             states = self._forward(
-                tokens[:, None], next_position[:, None], cache, column, bias[:, None, None, :]
+                tokens[:, None], next_position[:, None], cache, column, self._step_mask(key_valid)
             )
             logits = self._project(states)
             next_position = next_position + 1

@@ -161,6 +161,7 @@ class HFBackend(ModelBackend):
         # the generation path last logged, and the training autocast dtype.
         self._decoder: Any = None
         self._decoder_key: tuple[Any, ...] | None = None
+        self._warned_kernels = False
         self._generation_path: str | None = None
         self._autocast_dtype: torch.dtype | None = None
 
@@ -264,7 +265,8 @@ class HFBackend(ModelBackend):
         ``generation.engine``: ``transformers`` always uses ``generate``; ``compact``
         requires the compact decoder (a ConfigError names what the model lacks);
         ``auto`` uses it when the model supports it. The decoder is rebuilt when the
-        weights change (training, loading, reset). One log line names the path.
+        weights change (training, loading, reset). ``generation.kernels`` chooses its
+        CPU kernels (:meth:`_native_kernels`). One log line names the path.
         """
         from biasloop.models.compact import CompactDecoder, unsupported_reason
 
@@ -296,21 +298,57 @@ class HFBackend(ModelBackend):
             dtype = resolve_compute_dtype(
                 config.compute_dtype, model_dtype=self._base_model().dtype, device=self.device
             )
-            key = (id(self.model), dtype, int8, self._weights_version())
+            kernels = self._native_kernels(config.kernels, dtype)
+            key = (id(self.model), dtype, int8, kernels is not None, self._weights_version())
             if self._decoder_key != key:
                 self._decoder = None  # free the old packed weights first
                 self._decoder = CompactDecoder(
                     self.model, dtype=dtype,
                     int8_calibration=self._int8_calibration() if int8 else None,
+                    kernels=kernels,
                 )
                 self._decoder_key = key
             decoder = self._decoder
-            label = f"compact decoder ({str(dtype).removeprefix('torch.')}"
-            label += ", int8 projections)" if int8 else ")"
+            parts = [str(dtype).removeprefix("torch.")]
+            if int8:
+                parts.append("int8 projections")
+            if decoder.kernels is not None:
+                parts.append(
+                    "native kernels" if decoder.native_attention
+                    else "native int8 quantisation, PyTorch attention"
+                )
+            elif dtype == torch.bfloat16 and self.device.type == "cpu":
+                parts.append("PyTorch ops")
+            label = f"compact decoder ({', '.join(parts)})"
         if label != self._generation_path:
             logger.info("model %r generates with the %s", self.name, label)
             self._generation_path = label
         return decoder
+
+    def _native_kernels(self, choice: str, dtype: torch.dtype) -> Any:
+        """The native C kernels for ``generation.kernels`` = ``choice``, or None.
+
+        They serve bf16 (and int8) decoding on a CPU only. ``native`` raises a
+        ConfigError when they cannot be built; ``auto`` logs a warning, once, and
+        uses PyTorch ops.
+        """
+        from biasloop.models.native import NativeKernelsUnavailable, load_native_kernels
+
+        if choice == "torch" or self.device.type != "cpu" or dtype != torch.bfloat16:
+            return None
+        try:
+            return load_native_kernels()
+        except NativeKernelsUnavailable as error:
+            if choice == "native":
+                raise ConfigError(
+                    f"generation.kernels = 'native' but the native kernels are unavailable: "
+                    f"{error}; valid here: auto or torch"
+                ) from None
+            if not self._warned_kernels:
+                logger.warning("native decode kernels unavailable (%s); using PyTorch ops",
+                               error)
+                self._warned_kernels = True
+            return None
 
     def _int8_calibration(self) -> list[torch.Tensor]:
         """The built-in calibration conversations as token-id rows (prompt, then answer)."""

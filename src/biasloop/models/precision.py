@@ -18,16 +18,21 @@ _BF16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 
 
 @functools.lru_cache(maxsize=1)
-def cpu_has_fast_bf16() -> bool:
-    """True when the CPU advertises native bf16 dot products (Linux ``/proc/cpuinfo``)."""
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags from Linux ``/proc/cpuinfo`` (empty elsewhere)."""
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
-        return False
+        return frozenset()
     for line in text.splitlines():
-        if line.startswith("flags"):
-            return bool(_BF16_CPU_FLAGS & set(line.split(":", 1)[1].split()))
-    return False
+        if line.startswith(("flags", "Features")):  # x86, ARM
+            return frozenset(line.split(":", 1)[1].split())
+    return frozenset()
+
+
+def cpu_has_fast_bf16() -> bool:
+    """True when the CPU advertises native bf16 dot products."""
+    return bool(_BF16_CPU_FLAGS & cpu_flags())
 
 
 def fast_bf16(device: torch.device) -> bool:

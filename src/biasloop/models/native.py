@@ -1,0 +1,289 @@
+"""Native C kernels of the compact decoder, compiled on first use.
+
+Two parts of a CPU decode step are slow as PyTorch ops and simple in C
+(``native_kernels.c``):
+
+* **single-query attention** over the bf16 KV cache: with 3 query heads per KV head
+  the batched matmuls are 3 x 64 x T, too small for oneDNN, and each step also
+  builds a mask, casts and runs a softmax; the kernel does one pass per (row, KV
+  head), reads only the filled cache columns and accumulates in float32;
+* **int8 activation quantisation** around each ``torch._int_mm``: per-row maximum,
+  division and rounding in one pass, and the dequantisation in place. These do the
+  same float operations in the same order as the PyTorch code, so their bytes are
+  identical to it (tested).
+
+The source is compiled with the machine's C compiler (``$CC``, else ``cc``, ``gcc``
+or ``clang``) as ``-O3 -march=native -fopenmp`` into a per-user cache
+(``$BIASLOOP_KERNEL_CACHE``, else ``$XDG_CACHE_HOME/biasloop/kernels`` or
+``~/.cache/biasloop/kernels``), keyed by the source, compiler, flags and CPU, and
+written atomically; later processes load it in milliseconds. Without a compiler
+the decoder uses PyTorch ops and logs so (``generation.kernels``).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from biasloop.models.precision import cpu_flags
+
+logger = logging.getLogger("biasloop.models")
+
+SOURCE = Path(__file__).with_name("native_kernels.c")
+#: ``bl_abi_version()`` of the source this module's signatures describe.
+ABI_VERSION = 1
+COMPILE_FLAGS = ("-O3", "-march=native", "-fopenmp", "-fPIC", "-shared")
+COMPILE_TIMEOUT_SECONDS = 300
+
+_long, _ptr, _int, _float = ctypes.c_long, ctypes.c_void_p, ctypes.c_int, ctypes.c_float
+_SIGNATURES = {
+    "bl_abi_version": ([], _int),
+    "bl_attention_supported": ([_long, _long, _long], _int),
+    "bl_decode_attention": (
+        [_ptr, _long, _ptr, _ptr, _long, _ptr, _long, _long, _ptr, _long, _long, _long, _long,
+         _float, _int],
+        _int,
+    ),
+    "bl_quantize_rows": ([_ptr, _long, _long, _long, _ptr, _ptr, _int], None),
+    "bl_dequantize": ([_ptr, _long, _long, _ptr, _ptr, _int], None),
+}
+
+
+class NativeKernelsUnavailable(Exception):
+    """The kernels could not be compiled or loaded here; the message says why, on one line."""
+
+
+@dataclass(frozen=True)
+class NativeKernels:
+    """The loaded kernel library, with tensor-level wrappers that check their inputs."""
+
+    library: ctypes.CDLL
+    path: Path
+
+    @staticmethod
+    def _threads() -> int:
+        return max(1, torch.get_num_threads())
+
+    def attention_supported(self, *, n_heads: int, n_kv_heads: int, head_dim: int) -> bool:
+        """True when :meth:`decode_attention` handles this head layout."""
+        return bool(self.library.bl_attention_supported(n_heads, n_kv_heads, head_dim))
+
+    def decode_attention(
+        self,
+        query: torch.Tensor,
+        keys_t: torch.Tensor,
+        values: torch.Tensor,
+        valid: torch.Tensor,
+        *,
+        n_cols: int,
+        scale: float,
+    ) -> torch.Tensor:
+        """float32 ``[B, heads * head_dim]`` attention of one query per row.
+
+        ``query`` bf16 ``[B, heads, head_dim]`` (rows may be strided, heads packed);
+        ``keys_t`` bf16 ``[B, kv_heads, head_dim, W]`` and ``values`` bf16
+        ``[B, kv_heads, W, head_dim]``, contiguous; ``valid`` bool ``[B, >= n_cols]``
+        (True = may attend). Cache columns ``0..n_cols-1`` are read:
+        ``out[b, h] = sum_t softmax_t(scale * q[b, h] . k[b, g, :, t]) v[b, g, t]``
+        over valid ``t``, ``g = h // (heads // kv_heads)``.
+        """
+        batch, n_heads, head_dim = query.shape
+        n_kv_heads, width = keys_t.shape[1], keys_t.shape[3]
+        if (
+            query.dtype != torch.bfloat16 or keys_t.dtype != torch.bfloat16
+            or values.dtype != torch.bfloat16 or valid.dtype != torch.bool
+            or query.stride(2) != 1 or query.stride(1) != head_dim
+            or not keys_t.is_contiguous() or not values.is_contiguous()
+            or valid.stride(1) != 1 or valid.shape[0] != batch
+            or keys_t.shape != (batch, n_kv_heads, head_dim, width)
+            or values.shape != (batch, n_kv_heads, width, head_dim)
+        ):
+            raise ValueError("decode_attention: unexpected tensor layout or dtype")
+        out = torch.empty(batch, n_heads * head_dim, dtype=torch.float32)
+        status = self.library.bl_decode_attention(
+            query.data_ptr(), query.stride(0), keys_t.data_ptr(), values.data_ptr(), width,
+            valid.data_ptr(), valid.stride(0), n_cols, out.data_ptr(), batch, n_heads,
+            n_kv_heads, head_dim, scale, self._threads(),
+        )
+        if status != 0:
+            raise ValueError(f"decode_attention: kernel status {status} "
+                             f"(heads {n_heads}, kv heads {n_kv_heads}, head_dim {head_dim})")
+        return out
+
+    def quantize_rows(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """int8 ``q`` and float32 ``row_scale`` ``[M, 1]`` of float32 ``x`` ``[M, K]``.
+
+        ``row_scale = max(max_k |x|, 1e-12) / 127``, ``q = round_half_even(x / row_scale)``.
+        """
+        if x.dtype != torch.float32 or x.dim() != 2 or x.stride(1) != 1:
+            raise ValueError("quantize_rows: x must be float32 [M, K] with unit column stride")
+        rows, cols = x.shape
+        quantised = torch.empty(rows, cols, dtype=torch.int8)
+        row_scale = torch.empty(rows, 1, dtype=torch.float32)
+        self.library.bl_quantize_rows(
+            x.data_ptr(), rows, cols, x.stride(0), quantised.data_ptr(), row_scale.data_ptr(),
+            self._threads(),
+        )
+        return quantised, row_scale
+
+    def dequantize_(
+        self, acc: torch.Tensor, col_scale: torch.Tensor, row_scale: torch.Tensor
+    ) -> torch.Tensor:
+        """``acc`` (int32 ``[M, N]``) reused as float32 ``acc * col_scale[n] * row_scale[m]``."""
+        rows, cols = acc.shape
+        if (
+            acc.dtype != torch.int32 or not acc.is_contiguous()
+            or col_scale.dtype != torch.float32 or col_scale.numel() != cols
+            or row_scale.dtype != torch.float32 or row_scale.numel() != rows
+            or not col_scale.is_contiguous() or not row_scale.is_contiguous()
+        ):
+            raise ValueError("dequantize_: unexpected tensor layout or dtype")
+        self.library.bl_dequantize(
+            acc.data_ptr(), rows, cols, col_scale.data_ptr(), row_scale.data_ptr(),
+            self._threads(),
+        )
+        return acc.view(torch.float32)
+
+
+def cache_dir() -> Path:
+    """Where compiled kernels are kept (see the module docstring)."""
+    if os.environ.get("BIASLOOP_KERNEL_CACHE"):
+        return Path(os.environ["BIASLOOP_KERNEL_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "biasloop" / "kernels"
+
+
+def find_compiler() -> str:
+    """The C compiler to use: ``$CC``, else the first of cc, gcc, clang on PATH."""
+    if os.environ.get("CC"):
+        return os.environ["CC"]
+    for name in ("cc", "gcc", "clang"):
+        found = shutil.which(name)
+        if found:
+            return found
+    raise NativeKernelsUnavailable("no C compiler found (set CC, or install gcc or clang)")
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    errors = [line for line in lines if "error" in line.lower()]
+    line = (errors or lines or ["(no output)"])[0]
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def _run(command: list[str]) -> subprocess.CompletedProcess[str]:
+    try:
+        return subprocess.run(
+            command, capture_output=True, text=True, timeout=COMPILE_TIMEOUT_SECONDS, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise NativeKernelsUnavailable(f"{command[0]}: {_one_line(str(error))}") from None
+
+
+def library_path(compiler: str) -> Path:
+    """The cached library's path for this source, compiler, flags and CPU."""
+    version = _run([compiler, "--version"])
+    if version.returncode != 0:
+        raise NativeKernelsUnavailable(
+            f"C compiler {compiler!r} does not run: {_one_line(version.stderr)}"
+        )
+    key = hashlib.sha256()
+    for part in (
+        SOURCE.read_bytes(), compiler.encode(), version.stdout.encode(),
+        " ".join(COMPILE_FLAGS).encode(), platform.machine().encode(),
+        " ".join(sorted(cpu_flags())).encode(),
+    ):
+        key.update(part)
+        key.update(b"\0")
+    return cache_dir() / f"native_kernels-{key.hexdigest()[:20]}.so"
+
+
+def _compile(compiler: str, target: Path) -> None:
+    """Compile the source to ``target`` atomically (a temporary file, then a rename)."""
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=target.parent, suffix=".so.tmp")
+        os.close(handle)
+    except OSError as error:
+        raise NativeKernelsUnavailable(
+            f"kernel cache {str(target.parent)!r} is not writable: {error.strerror}; "
+            "set BIASLOOP_KERNEL_CACHE to a writable folder"
+        ) from None
+    try:
+        result = _run([compiler, *COMPILE_FLAGS, str(SOURCE), "-o", temporary, "-lm"])
+        if result.returncode != 0:
+            raise NativeKernelsUnavailable(
+                f"{compiler} could not compile {SOURCE.name}: {_one_line(result.stderr)}"
+            )
+        os.replace(temporary, target)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+
+
+def _load(path: Path) -> NativeKernels:
+    try:
+        library = ctypes.CDLL(str(path))
+    except OSError as error:
+        raise NativeKernelsUnavailable(f"cannot load {path}: {_one_line(str(error))}") from None
+    for name, (arguments, result) in _SIGNATURES.items():
+        function = getattr(library, name, None)
+        if function is None:
+            raise NativeKernelsUnavailable(f"{path} lacks {name}")
+        function.argtypes, function.restype = arguments, result
+    if library.bl_abi_version() != ABI_VERSION:
+        raise NativeKernelsUnavailable(f"{path} has ABI {library.bl_abi_version()}, "
+                                       f"expected {ABI_VERSION}")
+    return NativeKernels(library=library, path=path)
+
+
+_lock = threading.Lock()
+_outcome: NativeKernels | NativeKernelsUnavailable | None = None
+
+
+def load_native_kernels() -> NativeKernels:
+    """The kernels, compiled if needed; raises :class:`NativeKernelsUnavailable`.
+
+    The outcome, success or failure, is kept for the rest of the process.
+    """
+    global _outcome
+    with _lock:
+        if _outcome is None:
+            _outcome = _build()
+        if isinstance(_outcome, NativeKernelsUnavailable):
+            raise _outcome
+        return _outcome
+
+
+def _build() -> NativeKernels | NativeKernelsUnavailable:
+    try:
+        compiler = find_compiler()
+        path = library_path(compiler)
+        if not path.exists():
+            start = time.perf_counter()
+            logger.info("compiling the native decode kernels with %s (once per machine)",
+                        compiler)
+            _compile(compiler, path)
+            logger.info("compiled %s in %.1f s", path.name, time.perf_counter() - start)
+        return _load(path)
+    except NativeKernelsUnavailable as error:
+        return error
+
+
+def reset_for_tests() -> None:
+    """Forget the kept outcome, so the next load tries again."""
+    global _outcome
+    with _lock:
+        _outcome = None

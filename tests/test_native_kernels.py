@@ -1,0 +1,210 @@
+"""The compact decoder's native C kernels (biasloop.models.native), compiled for real.
+
+Each kernel is checked against an independent computation: attention against a
+float64 softmax over the same bf16 inputs, quantisation byte for byte against the
+PyTorch ops it replaces. The loader is checked with a working and a broken compiler.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+
+from biasloop.config.schema import GenerationConfig
+from biasloop.errors import ConfigError
+from biasloop.models import compact, native
+from biasloop.models.compact import CompactDecoder
+
+PROMPTS = ["Hello", "What is the capital of France?", "x", "Name three colours."]
+SAMPLE = GenerationConfig(max_new_tokens=12, temperature=1.0, top_p=0.9, batch_size=2)
+
+
+@pytest.fixture(scope="module")
+def kernels() -> native.NativeKernels:
+    native.reset_for_tests()
+    return native.load_native_kernels()
+
+
+@pytest.fixture
+def broken_compiler(monkeypatch, tmp_path):
+    """An empty kernel cache and a C compiler that does not exist."""
+    monkeypatch.setenv("BIASLOOP_KERNEL_CACHE", str(tmp_path / "kernels"))
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
+    native.reset_for_tests()
+    yield
+    native.reset_for_tests()
+
+
+def reference_attention(query, keys_t, values, valid, n_cols, scale):
+    """float64 softmax attention over the first ``n_cols`` cache columns."""
+    batch, n_heads, _ = query.shape
+    n_kv = keys_t.shape[1]
+    keys = keys_t[..., :n_cols].double().repeat_interleave(n_heads // n_kv, dim=1)
+    vals = values[:, :, :n_cols].double().repeat_interleave(n_heads // n_kv, dim=1)
+    scores = torch.einsum("bhd,bhdt->bht", query.double(), keys) * scale
+    scores = scores.masked_fill(~valid[:, None, :n_cols], float("-inf"))
+    return torch.einsum("bht,bhtd->bhd", scores.softmax(-1), vals).reshape(batch, -1)
+
+
+@pytest.mark.parametrize(
+    ("n_heads", "n_kv_heads", "head_dim", "n_cols", "width"),
+    [(9, 3, 64, 75, 110), (4, 4, 16, 16, 16), (8, 1, 128, 33, 40), (6, 2, 32, 1, 7),
+     (16, 2, 64, 130, 130)],
+)
+def test_decode_attention_equals_a_float64_softmax(kernels, n_heads, n_kv_heads, head_dim,
+                                                   n_cols, width):
+    generator = torch.Generator().manual_seed(n_cols)
+    batch = 5
+
+    def bf16(*shape):
+        return (torch.randn(*shape, generator=generator) * 2).to(torch.bfloat16)
+
+    # Query heads are a strided slice of a wider row, as in the decoder's qkv output.
+    packed = bf16(batch, n_heads + 2 * n_kv_heads, head_dim)
+    query = packed[:, :n_heads]
+    keys_t, values = bf16(batch, n_kv_heads, head_dim, width), bf16(batch, n_kv_heads, width,
+                                                                    head_dim)
+    valid = torch.rand(batch, width, generator=generator) > 0.3
+    valid[:, n_cols - 1] = True  # the current token always sees itself
+    valid[0, :n_cols] = True
+    scale = head_dim**-0.5
+    got = kernels.decode_attention(query, keys_t, values, valid, n_cols=n_cols, scale=scale)
+    expected = reference_attention(query, keys_t, values, valid, n_cols, scale)
+    assert got.dtype == torch.float32 and got.shape == (batch, n_heads * head_dim)
+    assert torch.allclose(got.double(), expected, rtol=1e-5, atol=1e-5)
+    # Columns past n_cols are not attended, whatever they hold.
+    keys_t[..., n_cols:] = 1e4
+    again = kernels.decode_attention(query, keys_t, values, valid, n_cols=n_cols, scale=scale)
+    assert torch.equal(again, got)
+
+
+def test_decode_attention_refuses_layouts_it_cannot_read(kernels):
+    assert not kernels.attention_supported(n_heads=9, n_kv_heads=1, head_dim=64)  # group 9
+    assert not kernels.attention_supported(n_heads=4, n_kv_heads=4, head_dim=80)
+    keys_t = torch.zeros(2, 1, 16, 8, dtype=torch.bfloat16)
+    values = torch.zeros(2, 1, 8, 16, dtype=torch.bfloat16)
+    valid = torch.ones(2, 8, dtype=torch.bool)
+    with pytest.raises(ValueError, match="layout or dtype"):
+        kernels.decode_attention(torch.zeros(2, 1, 16), keys_t, values, valid, n_cols=3,
+                                 scale=1.0)
+    with pytest.raises(ValueError, match="kernel status"):
+        kernels.decode_attention(torch.zeros(2, 1, 16, dtype=torch.bfloat16), keys_t, values,
+                                 valid, n_cols=9, scale=1.0)  # past the cache width
+
+
+def test_int8_quantisation_gives_the_bytes_of_the_pytorch_ops(kernels):
+    generator = torch.Generator().manual_seed(1)
+    weight = torch.randn(40, 70, generator=generator)
+    bias = torch.randn(40, generator=generator)
+    x = torch.randn(3, 11, 70, generator=generator) * torch.logspace(-3, 3, 70)
+    x[0, 0] = 0.0  # an all-zero row uses the 1e-12 floor
+    x[1, 2, 5] = 1e6  # an outlier
+    plain = compact.Int8Linear(weight, bias)
+    fused = compact.Int8Linear(weight, bias, kernels=kernels)
+    assert torch.equal(fused(x), plain(x))
+    strided = x[:, :, :64]  # rows 70 floats apart: read in place
+    assert torch.equal(
+        compact.Int8Linear(weight[:, :64], None, kernels=kernels)(strided),
+        compact.Int8Linear(weight[:, :64], None)(strided),
+    )
+    quantised, row_scale = kernels.quantize_rows(x[0])
+    assert quantised.dtype == torch.int8 and int(quantised.abs().max()) == 127
+    assert row_scale[0, 0] == torch.tensor(1e-12) / 127
+
+
+def test_bf16_decoder_uses_the_kernels_and_float32_does_not(tiny_backend, kernels):
+    model = tiny_backend.model
+    assert CompactDecoder(model, dtype=torch.bfloat16, kernels=kernels).native_attention
+    full = CompactDecoder(model, dtype=torch.float32, kernels=kernels)
+    assert full.kernels is None and not full.native_attention
+
+
+def decode_step_states(decoder: CompactDecoder, ids: torch.Tensor, mask: torch.Tensor):
+    """Final states of one decode step after prefilling ``ids`` (as generate does)."""
+    prompts, width = ids.shape
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    cache = decoder._new_cache(prompts, width + 1, zeroed=True)
+    decoder._forward(ids, positions, cache, 0, decoder._prefill_mask(mask))
+    valid = torch.cat([mask.bool(), torch.ones(prompts, 1, dtype=torch.bool)], dim=1)
+    return decoder._forward(ids[:, -1:], positions[:, -1:] + 1, cache, width,
+                            decoder._step_mask(valid))
+
+
+def test_a_decode_step_with_the_kernels_is_as_close_to_float32_as_pytorch(tiny_backend,
+                                                                          kernels):
+    ids, mask = tiny_backend._pad(
+        [tiny_backend._encode(tiny_backend.format_prompt(p), special=False) for p in PROMPTS],
+        side="left",
+    )
+    model = tiny_backend.model
+    exact = decode_step_states(CompactDecoder(model, dtype=torch.float32), ids, mask)
+    errors = {}
+    for name, chosen in (("torch", None), ("native", kernels)):
+        decoder = CompactDecoder(model, dtype=torch.bfloat16, kernels=chosen)
+        assert decoder.native_attention == (chosen is not None)
+        states = decode_step_states(decoder, ids, mask)
+        errors[name] = float((states - exact).abs().max() / exact.abs().max())
+    print(f"tiny-random decode step, max error vs float32: {errors}")
+    assert errors["native"] < 0.02  # bf16 projections and cache, float32 attention
+    assert errors["native"] <= 1.5 * errors["torch"]
+
+
+def test_backend_logs_the_kernel_path_and_reuses_the_compiled_library(tiny_backend, caplog,
+                                                                      kernels):
+    with caplog.at_level(logging.INFO, logger="biasloop.models"):
+        tiny_backend.generate(PROMPTS, config=SAMPLE, num_samples=2, seed=1)
+    assert "compact decoder (bfloat16, native kernels)" in caplog.text
+    assert "compiling the native decode kernels" not in caplog.text  # kept from the fixture
+    native.reset_for_tests()  # a new process: the cached file is loaded, not rebuilt
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="biasloop.models"):
+        assert native.load_native_kernels().path == kernels.path
+    assert "compiling" not in caplog.text
+    torch_only = SAMPLE.model_copy(update={"kernels": "torch"})
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="biasloop.models"):
+        tiny_backend.generate(PROMPTS, config=torch_only, num_samples=2, seed=1)
+    assert "compact decoder (bfloat16, PyTorch ops)" in caplog.text
+
+
+def test_without_a_compiler_auto_falls_back_and_native_is_refused(tiny_backend, caplog,
+                                                                  broken_compiler):
+    with pytest.raises(native.NativeKernelsUnavailable, match="no-such-cc") as err:
+        native.load_native_kernels()
+    assert "\n" not in str(err.value)
+    with caplog.at_level(logging.INFO, logger="biasloop.models"):
+        texts = tiny_backend.generate(PROMPTS, config=SAMPLE, num_samples=2, seed=1)
+    assert len(texts) == len(PROMPTS)
+    assert "native decode kernels unavailable" in caplog.text
+    assert "compact decoder (bfloat16, PyTorch ops)" in caplog.text
+    required = SAMPLE.model_copy(update={"kernels": "native"})
+    with pytest.raises(ConfigError, match="generation.kernels = 'native'") as err:
+        tiny_backend.generate(PROMPTS, config=required)
+    assert "\n" not in str(err.value) and "valid here: auto or torch" in str(err.value)
+
+
+def test_a_compiler_error_is_one_line_and_leaves_no_file(monkeypatch, tmp_path,
+                                                         broken_compiler):
+    fake = tmp_path / "cc"
+    fake.write_text("#!/bin/sh\n[ \"$1\" = --version ] && { echo fake-cc 1.0; exit 0; }\n"
+                    "echo 'native_kernels.c:1: error: no vector extensions' >&2\n"
+                    "echo 'second line' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("CC", str(fake))
+    with pytest.raises(native.NativeKernelsUnavailable,
+                       match="could not compile native_kernels.c: .*no vector extensions") as err:
+        native.load_native_kernels()
+    assert "second line" not in str(err.value)
+    assert list((tmp_path / "kernels").iterdir()) == []  # the temporary file is gone
+
+
+def test_native_kernels_with_the_transformers_engine_are_refused_when_the_config_loads():
+    from biasloop.config import load_config
+
+    with pytest.raises(ConfigError, match="kernels 'native' needs the compact") as err:
+        load_config(None, ["generation.kernels=native", "generation.engine=transformers"])
+    assert "\n" not in str(err.value)
+    with pytest.raises(ConfigError, match="generation.kernels"):
+        load_config(None, ["generation.kernels=fast"])
