@@ -7,7 +7,8 @@ One run measures, on this machine and in this process (``make bench``):
 2. generation at the loop's batch (32 prompts x k = 4 samples = 128 rows, 64 new
    tokens, temperature 0.8, top-p 0.95): plain transformers ``generate`` on the fp32
    model and on a bf16 copy, biasloop's default path and its int8 option
-   (``generation.quantization: int8``), in alternating rounds;
+   (``generation.quantization: int8``), and both again with PyTorch ops instead of
+   the native C kernels (``generation.kernels: torch``), in alternating rounds;
 3. greedy exactness: the compact decoder in float32 against transformers, and bf16
    and int8 against float32 (teacher-forced argmax agreement, perplexity ratio);
 4. LoRA training at batch 8 (responses from step 2): float32 against the default
@@ -194,13 +195,14 @@ class TokenCounter:
 
 
 def bench_generation(
-    backend: Any, bf16_backend: Any, int8_backend: Any, *, rounds: int, max_new_tokens: int,
+    backend: Any, bf16_backend: Any, *, rounds: int, max_new_tokens: int,
     peaks: dict[str, float]
 ) -> tuple[list[Row], dict[str, Any]]:
     """Transformers fp32, transformers bf16 and ours on the same batch, alternating.
 
-    The int8 path has a backend of its own: a backend keeps one packed decoder, so
-    alternating settings on one backend would repack (and recalibrate) every round.
+    Each setting of ours (int8, PyTorch ops instead of the native kernels) has a
+    backend of its own: a backend keeps one packed decoder, so alternating settings on
+    one backend would repack (and recalibrate) every round.
     """
     params = sum(p.numel() for p in backend.model.parameters())
     sampling = GenerationConfig(max_new_tokens=max_new_tokens, temperature=0.8, top_p=0.95,
@@ -210,12 +212,18 @@ def bench_generation(
         "transformers bf16": (bf16_backend,
                               sampling.model_copy(update={"engine": "transformers"})),
         "ours (default)": (backend, sampling),
-        "ours (int8)": (int8_backend, sampling.model_copy(update={"quantization": "int8"})),
+        "ours (int8)": (load_backend(ModelConfig(name=EMBEDDED)),
+                        sampling.model_copy(update={"quantization": "int8"})),
+        "ours (PyTorch ops)": (load_backend(ModelConfig(name=EMBEDDED)),
+                               sampling.model_copy(update={"kernels": "torch"})),
+        "ours (int8, PyTorch ops)": (
+            load_backend(ModelConfig(name=EMBEDDED)),
+            sampling.model_copy(update={"quantization": "int8", "kernels": "torch"}),
+        ),
     }
-    warm = GenerationConfig(max_new_tokens=4, batch_size=32)
-    for model, config in paths.values():
-        model.generate(PROMPTS[:4], config=warm.model_copy(
-            update={"engine": config.engine, "quantization": config.quantization}), num_samples=4)
+    for model, config in paths.values():  # pack (and compile) outside the clock
+        model.generate(PROMPTS[:4], config=config.model_copy(update={"max_new_tokens": 4}),
+                       num_samples=4)
     clocks = {name: Clock() for name in paths}
     counts: dict[str, list[int]] = {name: [0, 0] for name in paths}
     texts: list[str] = []
@@ -255,6 +263,11 @@ def bench_generation(
         ("    int8 / ours default", f"{tps['ours (int8)'] / ours:.2f}x", "the share of int8"),
         ("    int8 / machine int8 peak", f"{flops['ours (int8)'] / peaks['int8']:.1%}",
          "model OP/s over the int8 _int_mm peak"),
+        ("    native kernels / PyTorch ops", f"{ours / tps['ours (PyTorch ops)']:.2f}x",
+         "generation.kernels auto vs torch, bf16"),
+        ("    native kernels / PyTorch ops, int8",
+         f"{tps['ours (int8)'] / tps['ours (int8, PyTorch ops)']:.2f}x",
+         "generation.kernels auto vs torch, quantization int8"),
     ]
     return rows, {"texts": texts, "tps": tps}
 
@@ -505,11 +518,10 @@ def run(args: argparse.Namespace) -> tuple[list[Row], dict[str, str]]:
          f"torch._int_mm; int8/bf16 = {peaks['int8'] / peaks['bf16']:.2f}"),
         ("load embedded model", f"{load_seconds:.1f} s", "from cache"),
     ]
-    int8_backend = load_backend(ModelConfig(name=EMBEDDED))
     generation_rows, generated = bench_generation(
-        backend, bf16_backend, int8_backend, rounds=1 if quick else 2,
+        backend, bf16_backend, rounds=1 if quick else 2,
         max_new_tokens=16 if quick else 64, peaks=peaks)
-    del bf16_backend, int8_backend
+    del bf16_backend
     rows += generation_rows
     rows += bench_greedy_agreement(backend)
     rows += bench_training(backend, generated["texts"], steps=3 if quick else 8, peaks=peaks)
