@@ -151,6 +151,101 @@ def test_a_decode_step_with_the_kernels_is_as_close_to_float32_as_pytorch(tiny_b
     assert errors["native"] <= 1.5 * errors["torch"]
 
 
+def test_the_fused_int8_step_computes_what_the_int8_layers_do(tiny_backend, kernels):
+    ids, mask = tiny_backend._pad(
+        [tiny_backend._encode(tiny_backend.format_prompt(p), special=False) for p in PROMPTS],
+        side="left",
+    )
+    model, calibration = tiny_backend.model, tiny_backend._int8_calibration()
+    exact = decode_step_states(CompactDecoder(model, dtype=torch.float32), ids, mask)
+    fused = CompactDecoder(model, dtype=torch.bfloat16, int8_calibration=calibration,
+                           kernels=kernels)
+    assert fused.fused_int8
+    states = {"fused": decode_step_states(fused, ids, mask)}
+    fused.fused_int8 = False  # the same packed weights, layer by layer
+    states["layers"] = decode_step_states(fused, ids, mask)
+    plain = CompactDecoder(model, dtype=torch.bfloat16, int8_calibration=calibration)
+    assert not plain.fused_int8
+    states["torch"] = decode_step_states(plain, ids, mask)
+    errors = {name: float((value - exact).abs().max() / exact.abs().max())
+              for name, value in states.items()}
+    print(f"tiny-random int8 decode step, max error vs float32: {errors}")
+    gap = float((states["fused"] - states["layers"]).abs().max() / exact.abs().max())
+    assert gap < 0.01  # float32 RoPE and summation order, int8 rounding flips
+    assert errors["fused"] <= 1.5 * errors["torch"]
+
+
+def test_fused_kernels_check_their_inputs(kernels):
+    x = torch.zeros(2, 8)
+    with pytest.raises(ValueError, match="weight: expected contiguous torch.float32 \\[8\\]"):
+        kernels.norm_quantize(x, torch.ones(7), 1e-6)
+    with pytest.raises(ValueError, match="acc: expected contiguous torch.int32"):
+        kernels.silu_quantize(torch.zeros(2, 8), torch.ones(8), torch.ones(2, 1))
+    keys_t = torch.zeros(2, 1, 4, 3, dtype=torch.bfloat16)
+    values = torch.zeros(2, 1, 3, 4, dtype=torch.bfloat16)
+    table = torch.zeros(2, 4)
+    with pytest.raises(ValueError, match="column 3 of width 3"):
+        kernels.rope_store(torch.zeros(2, 12, dtype=torch.int32), torch.ones(12),
+                           torch.ones(2, 1), cos=table, sin=table, keys_t=keys_t,
+                           values=values, column=3, n_heads=1)
+
+
+def test_fused_kernels_equal_their_formulas(kernels):
+    """norm, SiLU and RoPE kernels against the same formulas in float64."""
+    generator = torch.Generator().manual_seed(2)
+    rows, hidden, inter = 3, 40, 24
+    x = torch.randn(rows, hidden, generator=generator) * 3
+    weight = torch.rand(hidden, generator=generator) + 0.5
+    eps = 1e-5
+
+    def dequantised(quantised, row_scale):
+        return quantised.double() * row_scale.double()
+
+    normed = x.double() * torch.rsqrt(x.double().pow(2).mean(-1, keepdim=True) + eps)
+    normed = normed * weight.double()
+    got = dequantised(*kernels.norm_quantize(x, weight, eps))
+    step = normed.abs().amax(-1, keepdim=True) / 127
+    assert ((got - normed).abs() <= 0.5001 * step).all()  # within half a quantisation step
+    # Residual update, then the norm of the new residual.
+    acc = torch.randint(-5000, 5000, (rows, hidden), dtype=torch.int32, generator=generator)
+    col, row = torch.rand(hidden, generator=generator), torch.rand(rows, 1, generator=generator)
+    residual = x.clone()
+    result = kernels.residual_norm_quantize(acc, col, row, residual, None, eps)
+    assert result is None
+    assert torch.allclose(residual.double(), x.double() + acc.double() * col.double()
+                          * row.double(), rtol=1e-6, atol=1e-4)
+    # SiLU(gate) * up.
+    acc = torch.randint(-3000, 3000, (rows, 2 * inter), dtype=torch.int32, generator=generator)
+    col = torch.rand(2 * inter, generator=generator) * 4e-3
+    values = acc.double() * col.double() * row.double()
+    gate, up = values[:, :inter], values[:, inter:]
+    expected = gate * torch.sigmoid(gate) * up
+    got = dequantised(*kernels.silu_quantize(acc, col, row))
+    step = expected.abs().amax(-1, keepdim=True) / 127
+    assert ((got - expected).abs() <= 0.5001 * step + 1e-6).all()
+    # RoPE: q rotated into the result, k rotated and v copied into cache column 2.
+    n_heads, n_kv, head_dim, width = 2, 1, 8, 5
+    cols = (n_heads + 2 * n_kv) * head_dim
+    acc = torch.randint(-100, 100, (rows, cols), dtype=torch.int32, generator=generator)
+    col, row = torch.rand(cols, generator=generator), torch.rand(rows, 1, generator=generator)
+    angles = torch.rand(rows, head_dim // 2, generator=generator) * 6
+    cos, sin = torch.cat([angles.cos()] * 2, -1), torch.cat([angles.sin()] * 2, -1)
+    keys_t = torch.zeros(rows, n_kv, head_dim, width, dtype=torch.bfloat16)
+    cache_values = torch.zeros(rows, n_kv, width, head_dim, dtype=torch.bfloat16)
+    queries = kernels.rope_store(acc, col, row, cos=cos, sin=sin, keys_t=keys_t,
+                                 values=cache_values, column=2, n_heads=n_heads)
+    heads = (acc.double() * col.double() * row.double()).view(rows, -1, head_dim)
+    half = head_dim // 2
+    rotated = heads * cos.double()[:, None] + torch.cat(
+        [-heads[..., half:], heads[..., :half]], -1) * sin.double()[:, None]
+    assert torch.allclose(queries.double(), rotated[:, :n_heads], rtol=1e-2, atol=1e-2)
+    assert torch.allclose(keys_t[..., 2].double(), rotated[:, n_heads:n_heads + n_kv],
+                          rtol=1e-2, atol=1e-2)
+    assert torch.allclose(cache_values[:, :, 2].double(), heads[:, n_heads + n_kv:],
+                          rtol=1e-2, atol=1e-2)
+    assert keys_t[..., [0, 1, 3, 4]].abs().sum() == 0  # other columns untouched
+
+
 def test_backend_logs_the_kernel_path_and_reuses_the_compiled_library(tiny_backend, caplog,
                                                                       kernels):
     with caplog.at_level(logging.INFO, logger="biasloop.models"):

@@ -261,7 +261,8 @@ class CompactDecoder:
             rotary = inner.rotary_emb
             self.inv_freq = rotary.inv_freq.detach().float()
             self.rope_scaling = float(getattr(rotary, "attention_scaling", 1.0))
-        self._rope_cache: tuple[torch.Tensor, torch.Tensor] | None = None
+        # cos, sin in the compute dtype, then in float32
+        self._rope_cache: tuple[torch.Tensor, ...] | None = None
         self.kernels = (
             kernels if dtype == torch.bfloat16 and self.device.type == "cpu" else None
         )
@@ -270,8 +271,13 @@ class CompactDecoder:
             n_heads=self.n_heads, n_kv_heads=self.n_kv_heads, head_dim=self.head_dim
         )
         self.int8 = int8_calibration is not None
+        self.fused_int8 = False  # calibration (in _to_int8) runs the float32 layers
         if int8_calibration is not None:
             self._to_int8(int8_calibration)
+        #: int8 decode steps run through the fused kernels (:meth:`_fused_int8_step`).
+        self.fused_int8 = self.int8 and self.native_attention and all(
+            layer.qkv.bias is None and layer.out.bias is None for layer in self.layers
+        )
 
     def _to_int8(self, calibration: Sequence[torch.Tensor]) -> None:
         """Smooth, then quantise every decoder-layer projection to int8.
@@ -342,19 +348,19 @@ class CompactDecoder:
         x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
         return weight * x.to(weight.dtype)
 
-    def _rope(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """cos and sin for integer ``positions`` (any shape), in the compute dtype."""
+    def _rope(
+        self, positions: torch.Tensor, *, dtype: torch.dtype | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos and sin for integer ``positions`` (any shape), in ``dtype`` (default: compute)."""
         needed = int(positions.max()) + 1
         if self._rope_cache is None or self._rope_cache[0].shape[0] < needed:
             size = max(needed, 512)
             steps = torch.arange(size, device=self.device, dtype=torch.float32)
             freqs = steps[:, None] * self.inv_freq.to(self.device)[None, :]
             table = torch.cat((freqs, freqs), dim=-1)
-            self._rope_cache = (
-                (table.cos() * self.rope_scaling).to(self.dtype),
-                (table.sin() * self.rope_scaling).to(self.dtype),
-            )
-        cos, sin = self._rope_cache
+            cos, sin = table.cos() * self.rope_scaling, table.sin() * self.rope_scaling
+            self._rope_cache = (cos.to(self.dtype), sin.to(self.dtype), cos, sin)
+        cos, sin = self._rope_cache[2:] if dtype == torch.float32 else self._rope_cache[:2]
         return cos[positions], sin[positions]
 
     @staticmethod
@@ -427,6 +433,8 @@ class CompactDecoder:
         every_position: bool = False,
     ) -> torch.Tensor:
         """Final-normed float32 states of the last position (or every position) of ``ids``."""
+        if self.fused_int8 and ids.shape[1] == 1:
+            return self._fused_int8_step(ids, positions, cache, start, attn_mask)
         x = self.embed[ids]
         cos, sin = self._rope(positions)
         cos, sin = cos.unsqueeze(2), sin.unsqueeze(2)  # broadcast over heads: [B, T, 1, D]
@@ -435,6 +443,55 @@ class CompactDecoder:
                 layer, x, cos, sin, cache.keys_t[index], cache.values[index], start, attn_mask
             )
         x = x if every_position else x[:, -1]
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.final_norm
+
+    def _fused_int8_step(
+        self,
+        ids: torch.Tensor,
+        positions: torch.Tensor,
+        cache: _KVCache,
+        column: int,
+        key_valid: torch.Tensor,
+    ) -> torch.Tensor:
+        """One int8 decode step (``ids`` ``[B, 1]``) as :meth:`_layer` computes it, with the
+        work between the four int8 matmuls of a layer in four native kernels.
+
+        The residual stream ``x`` is updated in place; RoPE runs in float32 before the
+        q/k/v are rounded to bf16 (the op-by-op path rotates in bf16).
+        """
+        kernels = self.kernels
+        assert kernels is not None
+        x = self.embed[ids[:, 0]]  # a copy, [B, H] float32
+        cos, sin = self._rope(positions[:, 0], dtype=torch.float32)
+        scale = self.head_dim**-0.5
+        normed = kernels.norm_quantize(x, self.layers[0].input_norm, self.eps)
+        for index, layer in enumerate(self.layers):
+            assert normed is not None
+            keys_t, values = cache.keys_t[index], cache.values[index]
+            qkv, out, gate_up, down = layer.qkv, layer.out, layer.gate_up, layer.down
+            assert isinstance(qkv, Int8Linear) and isinstance(out, Int8Linear)
+            assert isinstance(gate_up, Int8Linear) and isinstance(down, Int8Linear)
+            quantised, row_scale = normed
+            queries = kernels.rope_store(
+                torch._int_mm(quantised, qkv.weight), qkv.scale, row_scale, cos=cos, sin=sin,
+                keys_t=keys_t, values=values, column=column, n_heads=self.n_heads,
+            )
+            attended = kernels.decode_attention(
+                queries, keys_t, values, key_valid, n_cols=column + 1, scale=scale
+            )
+            quantised, row_scale = kernels.quantize_rows(attended)
+            quantised, row_scale = kernels.residual_norm_quantize(  # type: ignore[misc]
+                torch._int_mm(quantised, out.weight), out.scale, row_scale, x,
+                layer.post_norm, self.eps,
+            )
+            quantised, row_scale = kernels.silu_quantize(
+                torch._int_mm(quantised, gate_up.weight), gate_up.scale, row_scale
+            )
+            following = self.layers[index + 1] if index + 1 < len(self.layers) else None
+            normed = kernels.residual_norm_quantize(
+                torch._int_mm(quantised, down.weight), down.scale, row_scale, x,
+                None if following is None else following.input_norm, self.eps,
+            )
         return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.final_norm
 
     def _project(self, states: torch.Tensor) -> torch.Tensor:

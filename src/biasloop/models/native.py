@@ -43,7 +43,7 @@ logger = logging.getLogger("biasloop.models")
 
 SOURCE = Path(__file__).with_name("native_kernels.c")
 #: ``bl_abi_version()`` of the source this module's signatures describe.
-ABI_VERSION = 1
+ABI_VERSION = 2
 COMPILE_FLAGS = ("-O3", "-march=native", "-fopenmp", "-fPIC", "-shared")
 COMPILE_TIMEOUT_SECONDS = 300
 
@@ -58,6 +58,16 @@ _SIGNATURES = {
     ),
     "bl_quantize_rows": ([_ptr, _long, _long, _long, _ptr, _ptr, _int], None),
     "bl_dequantize": ([_ptr, _long, _long, _ptr, _ptr, _int], None),
+    "bl_norm_quantize": ([_ptr, _long, _long, _ptr, _float, _ptr, _ptr, _int], _int),
+    "bl_residual_norm_quantize": (
+        [_ptr, _ptr, _ptr, _ptr, _long, _long, _ptr, _float, _ptr, _ptr, _int], _int
+    ),
+    "bl_silu_quantize": ([_ptr, _ptr, _ptr, _long, _long, _ptr, _ptr, _int], _int),
+    "bl_rope_store": (
+        [_ptr, _ptr, _ptr, _long, _long, _long, _long, _ptr, _ptr, _ptr, _ptr, _ptr, _long,
+         _long, _int],
+        None,
+    ),
 }
 
 
@@ -155,6 +165,104 @@ class NativeKernels:
             self._threads(),
         )
         return acc.view(torch.float32)
+
+
+    # ------------------------------------------------------------ fused int8 decode step
+    # Inputs are those of the compact decoder's int8 layer; _check keeps a wrong
+    # tensor from reaching C as a bad pointer.
+
+    @staticmethod
+    def _check(name: str, tensor: torch.Tensor, dtype: torch.dtype, shape: tuple[int, ...]):
+        if tensor.dtype != dtype or tuple(tensor.shape) != shape or not tensor.is_contiguous():
+            raise ValueError(f"{name}: expected contiguous {dtype} {list(shape)}, got "
+                             f"{tensor.dtype} {list(tensor.shape)}")
+
+    @staticmethod
+    def _status(name: str, status: int) -> None:
+        if status != 0:
+            raise MemoryError(f"{name}: the kernel could not allocate its scratch memory")
+
+    def _quantised(self, rows: int, cols: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.empty(rows, cols, dtype=torch.int8), torch.empty(rows, 1)
+
+    def norm_quantize(
+        self, x: torch.Tensor, weight: torch.Tensor, eps: float
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """int8 rows of ``weight * x / sqrt(mean(x^2) + eps)`` (as :meth:`quantize_rows`)."""
+        rows, cols = x.shape
+        self._check("x", x, torch.float32, (rows, cols))
+        self._check("weight", weight, torch.float32, (cols,))
+        quantised, row_scale = self._quantised(rows, cols)
+        self._status("norm_quantize", self.library.bl_norm_quantize(
+            x.data_ptr(), rows, cols, weight.data_ptr(), eps, quantised.data_ptr(),
+            row_scale.data_ptr(), self._threads(),
+        ))
+        return quantised, row_scale
+
+    def residual_norm_quantize(
+        self, acc: torch.Tensor, col_scale: torch.Tensor, acc_row_scale: torch.Tensor,
+        x: torch.Tensor, weight: torch.Tensor | None, eps: float,
+    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """``x += acc * col_scale * acc_row_scale`` in place; then, with a ``weight``,
+        :meth:`norm_quantize` of the new ``x``."""
+        rows, cols = x.shape
+        self._check("x", x, torch.float32, (rows, cols))
+        self._check("acc", acc, torch.int32, (rows, cols))
+        self._check("col_scale", col_scale, torch.float32, (cols,))
+        self._check("acc_row_scale", acc_row_scale, torch.float32, (rows, 1))
+        quantised = row_scale = None
+        if weight is not None:
+            self._check("weight", weight, torch.float32, (cols,))
+            quantised, row_scale = self._quantised(rows, cols)
+        self._status("residual_norm_quantize", self.library.bl_residual_norm_quantize(
+            acc.data_ptr(), col_scale.data_ptr(), acc_row_scale.data_ptr(), x.data_ptr(), rows,
+            cols, None if weight is None else weight.data_ptr(), eps,
+            None if quantised is None else quantised.data_ptr(),
+            None if row_scale is None else row_scale.data_ptr(), self._threads(),
+        ))
+        return None if quantised is None else (quantised, row_scale)
+
+    def silu_quantize(
+        self, acc: torch.Tensor, col_scale: torch.Tensor, acc_row_scale: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """int8 rows of ``silu(gate) * up``, ``[gate | up] = acc * col_scale * acc_row_scale``."""
+        rows, cols = acc.shape
+        self._check("acc", acc, torch.int32, (rows, cols))
+        self._check("col_scale", col_scale, torch.float32, (cols,))
+        self._check("acc_row_scale", acc_row_scale, torch.float32, (rows, 1))
+        quantised, row_scale = self._quantised(rows, cols // 2)
+        self._status("silu_quantize", self.library.bl_silu_quantize(
+            acc.data_ptr(), col_scale.data_ptr(), acc_row_scale.data_ptr(), rows, cols // 2,
+            quantised.data_ptr(), row_scale.data_ptr(), self._threads(),
+        ))
+        return quantised, row_scale
+
+    def rope_store(
+        self, acc: torch.Tensor, col_scale: torch.Tensor, acc_row_scale: torch.Tensor, *,
+        cos: torch.Tensor, sin: torch.Tensor, keys_t: torch.Tensor, values: torch.Tensor,
+        column: int, n_heads: int,
+    ) -> torch.Tensor:
+        """bf16 queries ``[rows, n_heads, head_dim]`` after RoPE; rotated keys and the
+        values written into cache column ``column`` (bf16)."""
+        rows, n_kv_heads, head_dim, width = keys_t.shape
+        cols = (n_heads + 2 * n_kv_heads) * head_dim
+        self._check("acc", acc, torch.int32, (rows, cols))
+        self._check("col_scale", col_scale, torch.float32, (cols,))
+        self._check("acc_row_scale", acc_row_scale, torch.float32, (rows, 1))
+        for name, table in (("cos", cos), ("sin", sin)):
+            self._check(name, table, torch.float32, (rows, head_dim))
+        self._check("keys_t", keys_t, torch.bfloat16, (rows, n_kv_heads, head_dim, width))
+        self._check("values", values, torch.bfloat16, (rows, n_kv_heads, width, head_dim))
+        if not 0 <= column < width or head_dim > 256 or head_dim % 2:
+            raise ValueError(f"rope_store: column {column} of width {width}, "
+                             f"head_dim {head_dim}")
+        queries = torch.empty(rows, n_heads, head_dim, dtype=torch.bfloat16)
+        self.library.bl_rope_store(
+            acc.data_ptr(), col_scale.data_ptr(), acc_row_scale.data_ptr(), rows, n_heads,
+            n_kv_heads, head_dim, cos.data_ptr(), sin.data_ptr(), queries.data_ptr(),
+            keys_t.data_ptr(), values.data_ptr(), width, column, self._threads(),
+        )
+        return queries
 
 
 def cache_dir() -> Path:

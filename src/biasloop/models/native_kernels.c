@@ -23,7 +23,7 @@ typedef uint16_t vh16 __attribute__((vector_size(32)));
 #define MAX_GROUP 8
 #define MAX_HEAD_DIM 128
 
-int bl_abi_version(void) { return 1; }
+int bl_abi_version(void) { return 2; }
 
 static inline float bf16_to_float(uint16_t bits) {
     union { uint32_t u; float f; } value;
@@ -226,6 +226,26 @@ int bl_decode_attention(
     return failed ? -2 : 0;
 }
 
+/* One row of the symmetric int8 quantisation (see bl_quantize_rows). */
+static inline float quantize_row(const float *row, long cols, int8_t *dest) {
+    /* A vector of running maxima: a scalar max reduction is not vectorised without
+     * -ffast-math. */
+    vf16 lane_max = splat(0.0f);
+    long k = 0;
+    for (; k + LANES <= cols; k += LANES) {
+        vf16 value;
+        memcpy(&value, row + k, sizeof value);
+        vf16 magnitude = (vf16)((vi16)value & 0x7fffffff);
+        lane_max = vmax(lane_max, magnitude);
+    }
+    float largest = 0.0f;
+    for (int i = 0; i < LANES; ++i) largest = lane_max[i] > largest ? lane_max[i] : largest;
+    for (; k < cols; ++k) largest = fabsf(row[k]) > largest ? fabsf(row[k]) : largest;
+    float scale = (largest < 1e-12f ? 1e-12f : largest) / 127.0f;
+    for (k = 0; k < cols; ++k) dest[k] = (int8_t)nearbyintf(row[k] / scale);
+    return scale;
+}
+
 /* Symmetric per-row int8 quantisation of float32 x [rows][cols] (row stride x_stride):
  * row_scale[m] = max(max_k |x[m,k]|, 1e-12) / 127, q[m,k] = round_half_even(x[m,k] / row_scale[m]).
  * The same float operations, in the same order, as the PyTorch fallback, so the two
@@ -234,26 +254,7 @@ void bl_quantize_rows(const float *x, long rows, long cols, long x_stride, int8_
                       float *row_scale, int threads)
 {
     #pragma omp parallel for schedule(static) num_threads(threads)
-    for (long m = 0; m < rows; ++m) {
-        const float *row = x + m * x_stride;
-        /* A vector of running maxima: a scalar max reduction is not vectorised without
-         * -ffast-math. */
-        vf16 lane_max = splat(0.0f);
-        long k = 0;
-        for (; k + LANES <= cols; k += LANES) {
-            vf16 value;
-            memcpy(&value, row + k, sizeof value);
-            vf16 magnitude = (vf16)((vi16)value & 0x7fffffff);
-            lane_max = vmax(lane_max, magnitude);
-        }
-        float largest = 0.0f;
-        for (int i = 0; i < LANES; ++i) largest = lane_max[i] > largest ? lane_max[i] : largest;
-        for (; k < cols; ++k) largest = fabsf(row[k]) > largest ? fabsf(row[k]) : largest;
-        float scale = (largest < 1e-12f ? 1e-12f : largest) / 127.0f;
-        row_scale[m] = scale;
-        int8_t *dest = q + m * cols;
-        for (long k = 0; k < cols; ++k) dest[k] = (int8_t)nearbyintf(row[k] / scale);
-    }
+    for (long m = 0; m < rows; ++m) row_scale[m] = quantize_row(x + m * x_stride, cols, q + m * cols);
 }
 
 /* In place: acc (int32 [rows][cols]) becomes float32 (float)acc * col_scale[n] * row_scale[m],
@@ -267,5 +268,181 @@ void bl_dequantize(int32_t *acc, long rows, long cols, const float *col_scale,
         float *dest = (float *)row;
         float scale = row_scale[m];
         for (long n = 0; n < cols; ++n) dest[n] = ((float)row[n] * col_scale[n]) * scale;
+    }
+}
+
+/* ---------------------------------------------------------------- fused int8 decode step
+ * A decode step of an int8 layer, between its four torch._int_mm calls:
+ *   norm_quantize          x -> q8(rmsnorm(x) * w)                      (before q/k/v)
+ *   rope_store             acc -> q (bf16), K/V written into the cache   (after q/k/v)
+ *   residual_norm_quantize x += dequant(acc); -> q8(rmsnorm(x) * w)      (after o, down)
+ *   silu_quantize          acc -> q8(silu(gate) * up)                    (after gate/up)
+ * Each row's work is small, so one call per stage replaces 5-10 PyTorch ops. */
+
+static inline uint16_t float_to_bf16(float value) {
+    union { float f; uint32_t u; } bits = { value };
+    return (uint16_t)((bits.u + 0x7fffu + ((bits.u >> 16) & 1u)) >> 16); /* round half to even */
+}
+
+/* rmsnorm(x) * weight = weight_k * (x_k / sqrt(mean(x^2) + eps)), into out. */
+static inline void rms_norm_row(const float *x, long cols, const float *weight, float eps,
+                                float *out) {
+    vf16 squares = splat(0.0f);
+    long k = 0;
+    for (; k + LANES <= cols; k += LANES) {
+        vf16 value;
+        memcpy(&value, x + k, sizeof value);
+        squares += value * value;
+    }
+    float sum = 0.0f;
+    for (int i = 0; i < LANES; ++i) sum += squares[i];
+    for (; k < cols; ++k) sum += x[k] * x[k];
+    float inverse = 1.0f / sqrtf(sum / (float)cols + eps);
+    for (k = 0; k < cols; ++k) out[k] = weight[k] * (x[k] * inverse);
+}
+
+/* q8/row_scale of rmsnorm(x[m]) * weight, for rows m of float32 x [rows][cols]. */
+int bl_norm_quantize(const float *x, long rows, long cols, const float *weight, float eps,
+                     int8_t *q, float *row_scale, int threads)
+{
+    int failed = 0;
+    #pragma omp parallel num_threads(threads)
+    {
+        float *normed = malloc(sizeof(float) * (size_t)cols);
+        if (normed == NULL) {
+            #pragma omp atomic write
+            failed = 1;
+        }
+        #pragma omp for schedule(static)
+        for (long m = 0; m < rows; ++m) {
+            if (normed == NULL) continue;
+            rms_norm_row(x + m * cols, cols, weight, eps, normed);
+            row_scale[m] = quantize_row(normed, cols, q + m * cols);
+        }
+        free(normed);
+    }
+    return failed ? -2 : 0;
+}
+
+/* x[m] += dequant(acc[m]) (float32, in place); then, when weight is not NULL,
+ * q8/row_scale of rmsnorm(x[m]) * weight as in bl_norm_quantize. */
+int bl_residual_norm_quantize(const int32_t *acc, const float *col_scale,
+                              const float *acc_row_scale, float *x, long rows, long cols,
+                              const float *weight, float eps, int8_t *q, float *row_scale,
+                              int threads)
+{
+    int failed = 0;
+    #pragma omp parallel num_threads(threads)
+    {
+        float *normed = weight == NULL ? NULL : malloc(sizeof(float) * (size_t)cols);
+        if (weight != NULL && normed == NULL) {
+            #pragma omp atomic write
+            failed = 1;
+        }
+        #pragma omp for schedule(static)
+        for (long m = 0; m < rows; ++m) {
+            float *row = x + m * cols;
+            const int32_t *sums = acc + m * cols;
+            float scale = acc_row_scale[m];
+            for (long n = 0; n < cols; ++n) row[n] += ((float)sums[n] * col_scale[n]) * scale;
+            if (normed == NULL) continue;
+            rms_norm_row(row, cols, weight, eps, normed);
+            row_scale[m] = quantize_row(normed, cols, q + m * cols);
+        }
+        free(normed);
+    }
+    return failed ? -2 : 0;
+}
+
+/* q8/row_scale of silu(gate) * up, gate = dequant(acc[m, :inter]), up = dequant(acc[m, inter:]);
+ * silu(g) = g * sigmoid(g), sigmoid from exp(-|g|) so the exponent never overflows. */
+int bl_silu_quantize(const int32_t *acc, const float *col_scale, const float *acc_row_scale,
+                     long rows, long inter, int8_t *q, float *row_scale, int threads)
+{
+    int failed = 0;
+    #pragma omp parallel num_threads(threads)
+    {
+        float *hidden = malloc(sizeof(float) * (size_t)(inter + LANES));
+        if (hidden == NULL) {
+            #pragma omp atomic write
+            failed = 1;
+        }
+        #pragma omp for schedule(static)
+        for (long m = 0; m < rows; ++m) {
+            if (hidden == NULL) continue;
+            const int32_t *gate = acc + m * 2 * inter, *up = gate + inter;
+            float scale = acc_row_scale[m];
+            for (long k = 0; k < inter; k += LANES) {
+                long count = inter - k < LANES ? inter - k : LANES;
+                vf16 g = splat(0.0f), u = splat(0.0f);
+                if (count == LANES) {
+                    vi16 gate_sum, up_sum;
+                    vf16 gate_scale, up_scale;
+                    memcpy(&gate_sum, gate + k, sizeof gate_sum);
+                    memcpy(&up_sum, up + k, sizeof up_sum);
+                    memcpy(&gate_scale, col_scale + k, sizeof gate_scale);
+                    memcpy(&up_scale, col_scale + inter + k, sizeof up_scale);
+                    g = (__builtin_convertvector(gate_sum, vf16) * gate_scale) * scale;
+                    u = (__builtin_convertvector(up_sum, vf16) * up_scale) * scale;
+                } else {
+                    for (long i = 0; i < count; ++i) {
+                        g[i] = ((float)gate[k + i] * col_scale[k + i]) * scale;
+                        u[i] = ((float)up[k + i] * col_scale[inter + k + i]) * scale;
+                    }
+                }
+                vi16 negative = g < 0.0f;
+                vf16 magnitude = (vf16)((vi16)g & 0x7fffffff);
+                vf16 e = exp_nonpositive(-magnitude);
+                vf16 sigmoid = lane_select(negative, e, splat(1.0f)) / (1.0f + e);
+                vf16 result = g * sigmoid * u;
+                memcpy(hidden + k, &result, sizeof result);
+            }
+            row_scale[m] = quantize_row(hidden, inter, q + m * inter);
+        }
+        free(hidden);
+    }
+    return failed ? -2 : 0;
+}
+
+/* After the q/k/v matmul of a decode step: dequantise acc [rows][(n_heads + 2 n_kv_heads) hd]
+ * (q heads, then k, then v), rotate q and k by RoPE with this row's cos/sin [rows][hd]
+ * (x * cos + rotate_half(x) * sin, rotate_half(x) = (-x[hd/2:], x[:hd/2])), write q as bf16
+ * into q_out [rows][n_heads hd], and k and v as bf16 into cache column `column` of
+ * keys_t [rows][n_kv_heads][hd][width] and values [rows][n_kv_heads][width][hd]. */
+void bl_rope_store(const int32_t *acc, const float *col_scale, const float *acc_row_scale,
+                   long rows, long n_heads, long n_kv_heads, long head_dim, const float *cos,
+                   const float *sin, uint16_t *q_out, uint16_t *keys_t, uint16_t *values,
+                   long width, long column, int threads)
+{
+    const long heads = n_heads + 2 * n_kv_heads, cols = heads * head_dim, half = head_dim / 2;
+    #pragma omp parallel for schedule(static) num_threads(threads)
+    for (long m = 0; m < rows; ++m) {
+        const int32_t *sums = acc + m * cols;
+        const float *c = cos + m * head_dim, *s = sin + m * head_dim;
+        float scale = acc_row_scale[m];
+        float head[256];
+        for (long h = 0; h < heads; ++h) {
+            const long base = h * head_dim;
+            for (long d = 0; d < head_dim; ++d)
+                head[d] = ((float)sums[base + d] * col_scale[base + d]) * scale;
+            if (h >= n_heads + n_kv_heads) { /* a value head: no rotation */
+                uint16_t *dest = values + ((m * n_kv_heads + h - n_heads - n_kv_heads) * width
+                                           + column) * head_dim;
+                for (long d = 0; d < head_dim; ++d) dest[d] = float_to_bf16(head[d]);
+                continue;
+            }
+            float rotated[256];
+            for (long d = 0; d < half; ++d) {
+                rotated[d] = head[d] * c[d] - head[d + half] * s[d];
+                rotated[d + half] = head[d + half] * c[d + half] + head[d] * s[d + half];
+            }
+            if (h < n_heads) {
+                uint16_t *dest = q_out + (m * n_heads + h) * head_dim;
+                for (long d = 0; d < head_dim; ++d) dest[d] = float_to_bf16(rotated[d]);
+            } else {
+                uint16_t *dest = keys_t + (m * n_kv_heads + h - n_heads) * head_dim * width + column;
+                for (long d = 0; d < head_dim; ++d) dest[d * width] = float_to_bf16(rotated[d]);
+            }
+        }
     }
 }
