@@ -246,6 +246,57 @@ def test_fused_kernels_equal_their_formulas(kernels):
     assert keys_t[..., [0, 1, 3, 4]].abs().sum() == 0  # other columns untouched
 
 
+def test_top_candidates_are_the_topk_with_the_softmax_normaliser(kernels):
+    generator = torch.Generator().manual_seed(3)
+    shapes = {
+        "spread": torch.randn(16, 5000, generator=generator) * 4,
+        "flat": torch.randn(16, 5000, generator=generator) * 0.01,  # every logit gathered
+        "ties": torch.randint(0, 4, (16, 5000), generator=generator).float(),
+        "short": torch.randn(3, 100, generator=generator),  # k = the whole vocabulary
+    }
+    for name, logits in shapes.items():
+        k = min(256, logits.shape[1])
+        values, indices, row_max, total = kernels.top_candidates(logits, k=k, first=64,
+                                                                 temperature=0.7)
+        expected = logits.topk(k).values
+        assert torch.equal(values.sort(-1, descending=True).values, expected), name
+        assert torch.equal(values[:, :64].sort(-1, descending=True).values, expected[:, :64])
+        assert torch.equal(logits.gather(-1, indices), values), name
+        assert all(len(set(row)) == k for row in indices.tolist()), name
+        assert torch.equal(row_max[:, 0], logits.amax(-1))
+        reference = ((logits.double() - logits.double().amax(-1, keepdim=True)) / 0.7).exp()
+        assert torch.allclose(total[:, 0].double(), reference.sum(-1), rtol=1e-5), name
+
+
+def test_gathered_dot_equals_gather_then_matmul(kernels):
+    generator = torch.Generator().manual_seed(5)
+    table, states = torch.randn(300, 40, generator=generator), torch.randn(6, 40, generator=generator)
+    ids = torch.randint(0, 300, (6, 9), generator=generator)
+    expected = torch.matmul(table.double()[ids], states.double().unsqueeze(-1)).squeeze(-1)
+    assert torch.allclose(kernels.gathered_dot(table, states, ids).double(), expected,
+                          rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="token ids outside 0..299"):
+        kernels.gathered_dot(table, states, ids + 300)
+
+
+@pytest.mark.parametrize("spread", [6.0, 0.05])  # a peaked and a flat (widened) nucleus
+def test_native_top_p_draws_the_tokens_of_the_pytorch_path(kernels, spread):
+    generator = torch.Generator().manual_seed(4)
+    exact = torch.randn(64, 3000, generator=generator) * spread
+    rough = exact.bfloat16().float()  # as a bf16 head would give
+
+    def refine(candidates):
+        return exact.gather(-1, candidates)
+
+    uniform = torch.rand(64, generator=generator)
+    options = {"temperature": 0.8, "top_p": 0.95, "uniform": uniform, "refine": refine}
+    plain = compact.sample(rough.clone(), **options)
+    fast = compact.sample(rough.clone(), kernels=kernels, **options)
+    # Only the normaliser's summation order differs: a token changes only when a uniform
+    # falls within ~1e-6 of a boundary of the cumulative distribution.
+    assert (plain == fast).float().mean() >= 0.98
+
+
 def test_backend_logs_the_kernel_path_and_reuses_the_compiled_library(tiny_backend, caplog,
                                                                       kernels):
     with caplog.at_level(logging.INFO, logger="biasloop.models"):

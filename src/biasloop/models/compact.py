@@ -502,6 +502,10 @@ class CompactDecoder:
 
     def _exact(self, states: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
         """float32 logits of ``states`` ``[B, H]`` for token ids ``candidates`` ``[B, K]``."""
+        if self.kernels is not None:
+            return self.kernels.gathered_dot(
+                self.lm_head_fp32, states.contiguous(), candidates.contiguous()
+            )
         return torch.matmul(self.lm_head_fp32[candidates], states.unsqueeze(-1)).squeeze(-1)
 
     @property
@@ -617,7 +621,7 @@ class CompactDecoder:
             if temperature > 0:
                 uniform = torch.rand(rows, generator=generator, device=self.device)[alive]
             tokens = sample(logits, temperature=temperature, top_p=top_p, uniform=uniform,
-                            refine=self._refiner(states))
+                            refine=self._refiner(states), kernels=self.kernels)
             out[alive, step] = tokens
             finished[alive] |= torch.isin(tokens, eos) if eos.numel() else False
             if step == max_new_tokens - 1:
@@ -667,6 +671,7 @@ def sample(
     top_p: float,
     uniform: torch.Tensor | None,
     refine: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    kernels: NativeKernels | None = None,
 ) -> torch.Tensor:
     """One token per row of float32 ``logits`` ``[B, V]``: argmax, or top-p at ``temperature``.
 
@@ -675,7 +680,10 @@ def sample(
     transformers). The token is the inverse CDF of the renormalised nucleus at
     ``uniform`` (one number in [0, 1) per row). ``refine(ids)``, when given, returns
     exact logits for candidate ids ``[B, K]``; they replace the row's top logits.
-    ``logits`` is overwritten (it is the step's scratch buffer).
+    With ``kernels`` (and ``refine``), one native pass per row finds the candidates and
+    the softmax normaliser (:meth:`NativeKernels.top_candidates`), and the normaliser is
+    corrected for the refined logits. ``logits`` is overwritten (it is the step's
+    scratch buffer).
     """
     vocab = logits.shape[-1]
     if temperature == 0:
@@ -684,11 +692,18 @@ def sample(
         top = logits.topk(min(EXACT_TOP_LOGITS, vocab), dim=-1).indices
         return top.gather(-1, refine(top).argmax(dim=-1, keepdim=True)).squeeze(1)
     assert uniform is not None
-    if refine is not None or top_p < 1.0:
+    n = min(EXACT_TOP_LOGITS, TOP_P_CANDIDATES, vocab)
+    native = kernels is not None and refine is not None and top_p < 1.0
+    if native:
+        assert kernels is not None and refine is not None
+        values, indices, row_max, approximate_total = kernels.top_candidates(
+            logits, k=min(TOP_P_CANDIDATES, vocab), first=n, temperature=temperature
+        )
+    elif refine is not None or top_p < 1.0:
         values, indices = logits.topk(min(TOP_P_CANDIDATES, vocab), dim=-1)
     if refine is not None:
-        n = min(EXACT_TOP_LOGITS, values.shape[-1])
         exact = refine(indices[:, :n])
+        approximate = values[:, :n]
         logits.scatter_(-1, indices[:, :n], exact)
         values, order = torch.cat([exact, values[:, n:]], dim=-1).sort(dim=-1, descending=True)
         indices = indices.gather(-1, order)
@@ -696,11 +711,26 @@ def sample(
         cdf = torch.softmax(logits / temperature, dim=-1).cumsum(-1)
         choice = torch.searchsorted(cdf, (uniform * cdf[:, -1]).unsqueeze(1))
         return choice.squeeze(1).clamp(max=vocab - 1)
-    # Unnormalised probabilities exp(l / T - max), in place: no full-vocabulary copies.
-    scaled = logits.div_(temperature)
-    top = scaled.amax(dim=-1, keepdim=True)
-    weights = scaled.sub_(top).exp_()
-    total = weights.sum(dim=-1, keepdim=True)
+    if native:
+        # The kernel's sum used the approximate top logits: swap in the exact ones,
+        # sum_v exp((l_v - max) / T) with max the new row maximum.
+        top = torch.maximum(row_max, values[:, :1]) / temperature
+        rest = approximate_total - torch.exp(approximate / temperature - row_max / temperature
+                                             ).sum(-1, keepdim=True)
+        total = rest.clamp_(min=0) * torch.exp(row_max / temperature - top) + torch.exp(
+            exact / temperature - top).sum(-1, keepdim=True)
+
+        def row_weights(rows: torch.Tensor) -> torch.Tensor:
+            return torch.exp(logits[rows] / temperature - top[rows])
+    else:
+        # Unnormalised probabilities exp(l / T - max), in place: no full-vocabulary copies.
+        scaled = logits.div_(temperature)
+        top = scaled.amax(dim=-1, keepdim=True)
+        weights = scaled.sub_(top).exp_()
+        total = weights.sum(dim=-1, keepdim=True)
+
+        def row_weights(rows: torch.Tensor) -> torch.Tensor:
+            return weights[rows]
     probs = torch.exp(values / temperature - top) / total
     tokens = torch.empty(logits.shape[0], dtype=torch.long, device=logits.device)
     pending = torch.arange(logits.shape[0], device=logits.device)
@@ -708,7 +738,7 @@ def sample(
     for width in (TOP_P_CANDIDATES, 4096, vocab):
         if width > TOP_P_CANDIDATES:
             width = min(width, vocab)
-            values, indices = weights[pending].topk(width, dim=-1)
+            values, indices = row_weights(pending).topk(width, dim=-1)
             probs = values / total[pending]
         covered = (probs.sum(-1) >= top_p) | (width >= vocab)
         done = covered.nonzero().squeeze(1)

@@ -43,7 +43,7 @@ logger = logging.getLogger("biasloop.models")
 
 SOURCE = Path(__file__).with_name("native_kernels.c")
 #: ``bl_abi_version()`` of the source this module's signatures describe.
-ABI_VERSION = 2
+ABI_VERSION = 4
 COMPILE_FLAGS = ("-O3", "-march=native", "-fopenmp", "-fPIC", "-shared")
 COMPILE_TIMEOUT_SECONDS = 300
 
@@ -63,6 +63,10 @@ _SIGNATURES = {
         [_ptr, _ptr, _ptr, _ptr, _long, _long, _ptr, _float, _ptr, _ptr, _int], _int
     ),
     "bl_silu_quantize": ([_ptr, _ptr, _ptr, _long, _long, _ptr, _ptr, _int], _int),
+    "bl_top_candidates": (
+        [_ptr, _long, _long, _long, _long, _float, _ptr, _ptr, _ptr, _ptr, _int], _int
+    ),
+    "bl_gathered_dot": ([_ptr, _ptr, _ptr, _long, _long, _long, _ptr, _int], None),
     "bl_rope_store": (
         [_ptr, _ptr, _ptr, _long, _long, _long, _long, _ptr, _ptr, _ptr, _ptr, _ptr, _long,
          _long, _int],
@@ -166,6 +170,43 @@ class NativeKernels:
         )
         return acc.view(torch.float32)
 
+
+    def top_candidates(
+        self, logits: torch.Tensor, *, k: int, first: int, temperature: float
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Each row's ``k`` largest logits of float32 ``logits`` ``[B, V]``, the ``first``
+        largest in the leading positions (neither part sorted), their token ids, the row
+        maximum ``m`` and ``sum_v exp((l_v - m) / temperature)``; shapes ``[B, k]``,
+        ``[B, k]``, ``[B, 1]``, ``[B, 1]``."""
+        rows, vocab = logits.shape
+        self._check("logits", logits, torch.float32, (rows, vocab))
+        if not 0 <= first <= k <= vocab or temperature <= 0:
+            raise ValueError(f"top_candidates: k {k}, first {first}, vocab {vocab}, "
+                             f"temperature {temperature}")
+        values = torch.empty(rows, k)
+        indices = torch.empty(rows, k, dtype=torch.int64)
+        row_max, row_total = torch.empty(rows, 1), torch.empty(rows, 1)
+        self._status("top_candidates", self.library.bl_top_candidates(
+            logits.data_ptr(), rows, vocab, k, first, 1.0 / temperature, values.data_ptr(),
+            indices.data_ptr(), row_max.data_ptr(), row_total.data_ptr(), self._threads(),
+        ))
+        return values, indices, row_max, row_total
+
+    def gathered_dot(
+        self, table: torch.Tensor, states: torch.Tensor, ids: torch.Tensor
+    ) -> torch.Tensor:
+        """``out[m, j] = table[ids[m, j]] . states[m]`` (float32), without gathering rows."""
+        vocab, hidden = table.shape
+        rows, count = ids.shape
+        self._check("table", table, torch.float32, (vocab, hidden))
+        self._check("states", states, torch.float32, (rows, hidden))
+        self._check("ids", ids, torch.int64, (rows, count))
+        if ids.numel() and not 0 <= int(ids.min()) <= int(ids.max()) < vocab:
+            raise ValueError(f"gathered_dot: token ids outside 0..{vocab - 1}")
+        out = torch.empty(rows, count)
+        self.library.bl_gathered_dot(table.data_ptr(), states.data_ptr(), ids.data_ptr(), rows,
+                                     count, hidden, out.data_ptr(), self._threads())
+        return out
 
     # ------------------------------------------------------------ fused int8 decode step
     # Inputs are those of the compact decoder's int8 layer; _check keeps a wrong

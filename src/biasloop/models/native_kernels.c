@@ -23,7 +23,7 @@ typedef uint16_t vh16 __attribute__((vector_size(32)));
 #define MAX_GROUP 8
 #define MAX_HEAD_DIM 128
 
-int bl_abi_version(void) { return 2; }
+int bl_abi_version(void) { return 4; }
 
 static inline float bf16_to_float(uint16_t bits) {
     union { uint32_t u; float f; } value;
@@ -443,6 +443,157 @@ void bl_rope_store(const int32_t *acc, const float *col_scale, const float *acc_
                 uint16_t *dest = keys_t + (m * n_kv_heads + h - n_heads) * head_dim * width + column;
                 for (long d = 0; d < head_dim; ++d) dest[d * width] = float_to_bf16(rotated[d]);
             }
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- top-p candidates */
+
+typedef struct { float value; int64_t index; } candidate;
+
+/* Reorder items[0..count) so that items[0..wanted) hold the `wanted` largest values
+ * (in no particular order): quickselect with a median-of-three pivot. */
+static void select_largest(candidate *items, long count, long wanted) {
+    long low = 0, high = count - 1;
+    while (low < high) {
+        long middle = low + (high - low) / 2;
+        float a = items[low].value, b = items[middle].value, c = items[high].value;
+        float pivot = a > b ? (b > c ? b : (a > c ? c : a)) : (a > c ? a : (b > c ? c : b));
+        long i = low, j = high;
+        while (i <= j) {
+            while (items[i].value > pivot) ++i;
+            while (items[j].value < pivot) --j;
+            if (i <= j) {
+                candidate swap = items[i];
+                items[i++] = items[j];
+                items[j--] = swap;
+            }
+        }
+        if (wanted - 1 <= j) high = j;
+        else if (wanted - 1 >= i) low = i;
+        else return;
+    }
+}
+
+/* Distances below the row maximum, in units of temperature-scaled logits (nats), that
+ * candidate thresholds try in turn; past the last, the whole row is a candidate. */
+#define N_THRESHOLDS 8
+static const float THRESHOLDS[N_THRESHOLDS] = {
+    2, 4, 6, 8, 12, 16, 32, 64};
+
+/* For each row of float32 logits [rows][vocab]:
+ *   row_max[m]   = max_v l[v],
+ *   row_total[m] = sum_v exp((l[v] - row_max[m]) * inv_temperature),
+ *   values/indices [m][k]: the k largest logits and their token ids, the `first` largest
+ *   of them in positions 0..first-1 (neither part sorted).
+ * Only logits within the smallest threshold that holds k of them are gathered and
+ * partially sorted, instead of sorting the vocabulary. Returns -2 when out of memory. */
+int bl_top_candidates(const float *logits, long rows, long vocab, long k, long first,
+                      float inv_temperature, float *values, int64_t *indices, float *row_max,
+                      float *row_total, int threads)
+{
+    if (k < 1 || k > vocab || first < 0 || first > k) return -1;
+    int failed = 0;
+    #pragma omp parallel num_threads(threads)
+    {
+        candidate *pool = malloc(sizeof(candidate) * (size_t)vocab);
+        if (pool == NULL) {
+            #pragma omp atomic write
+            failed = 1;
+        }
+        #pragma omp for schedule(static)
+        for (long m = 0; m < rows; ++m) {
+            if (pool == NULL) continue;
+            const float *row = logits + m * vocab;
+            vf16 lane_max = splat(-INFINITY);
+            long v = 0;
+            for (; v + LANES <= vocab; v += LANES) {
+                vf16 value;
+                memcpy(&value, row + v, sizeof value);
+                lane_max = vmax(lane_max, value);
+            }
+            float largest = -INFINITY;
+            for (int i = 0; i < LANES; ++i) largest = lane_max[i] > largest ? lane_max[i] : largest;
+            for (; v < vocab; ++v) largest = row[v] > largest ? row[v] : largest;
+
+            /* Exponent sum, and how many logits lie within each threshold. */
+            vf16 total = splat(0.0f);
+            vi16 within[N_THRESHOLDS];
+            for (int t = 0; t < N_THRESHOLDS; ++t) within[t] = (vi16){0};
+            for (v = 0; v + LANES <= vocab; v += LANES) {
+                vf16 value;
+                memcpy(&value, row + v, sizeof value);
+                vf16 scaled = (value - largest) * inv_temperature;
+                total += exp_nonpositive(scaled);
+                for (int t = 0; t < N_THRESHOLDS; ++t) within[t] -= scaled >= -THRESHOLDS[t];
+            }
+            float sum = 0.0f;
+            long counts[N_THRESHOLDS] = {0};
+            for (int i = 0; i < LANES; ++i) {
+                sum += total[i];
+                for (int t = 0; t < N_THRESHOLDS; ++t) counts[t] += within[t][i];
+            }
+            for (; v < vocab; ++v) {
+                float scaled = (row[v] - largest) * inv_temperature;
+                sum += expf(scaled);
+                for (int t = 0; t < N_THRESHOLDS; ++t) counts[t] += scaled >= -THRESHOLDS[t];
+            }
+            row_max[m] = largest;
+            row_total[m] = sum;
+
+            float cutoff = -INFINITY; /* in raw logits */
+            for (int t = 0; t < N_THRESHOLDS; ++t)
+                if (counts[t] >= k) {
+                    cutoff = largest - THRESHOLDS[t] / inv_temperature;
+                    break;
+                }
+            long gathered = 0;
+            for (v = 0; v < vocab; ++v)
+                if (row[v] >= cutoff) {
+                    pool[gathered].value = row[v];
+                    pool[gathered++].index = v;
+                }
+            /* Rounding can put a logit on either side of the cutoff; never gather fewer than k. */
+            if (gathered < k) {
+                for (v = 0, gathered = 0; v < vocab; ++v) {
+                    pool[gathered].value = row[v];
+                    pool[gathered++].index = v;
+                }
+            }
+            select_largest(pool, gathered, k);
+            if (first > 0 && first < k) select_largest(pool, k, first);
+            for (long i = 0; i < k; ++i) {
+                values[m * k + i] = pool[i].value;
+                indices[m * k + i] = pool[i].index;
+            }
+        }
+        free(pool);
+    }
+    return failed ? -2 : 0;
+}
+
+/* out[m][j] = sum_h table[ids[m][j]][h] * states[m][h]: float32 logits of chosen tokens,
+ * reading only the chosen rows of the [vocab][hidden] table (no gathered copy). */
+void bl_gathered_dot(const float *table, const float *states, const int64_t *ids, long rows,
+                     long count, long hidden, float *out, int threads)
+{
+    #pragma omp parallel for schedule(static) num_threads(threads)
+    for (long m = 0; m < rows; ++m) {
+        const float *state = states + m * hidden;
+        for (long j = 0; j < count; ++j) {
+            const float *weights = table + ids[m * count + j] * hidden;
+            vf16 acc = splat(0.0f);
+            long h = 0;
+            for (; h + LANES <= hidden; h += LANES) {
+                vf16 a, b;
+                memcpy(&a, weights + h, sizeof a);
+                memcpy(&b, state + h, sizeof b);
+                acc += a * b;
+            }
+            float sum = 0.0f;
+            for (int i = 0; i < LANES; ++i) sum += acc[i];
+            for (; h < hidden; ++h) sum += weights[h] * state[h];
+            out[m * count + j] = sum;
         }
     }
 }
