@@ -141,14 +141,16 @@ def test_a_decode_step_with_the_kernels_is_as_close_to_float32_as_pytorch(tiny_b
     model = tiny_backend.model
     exact = decode_step_states(CompactDecoder(model, dtype=torch.float32), ids, mask)
     errors = {}
-    for name, chosen in (("torch", None), ("native", kernels)):
+    for name, chosen in (("torch", None), ("native", kernels), ("layers", kernels)):
         decoder = CompactDecoder(model, dtype=torch.bfloat16, kernels=chosen)
-        assert decoder.native_attention == (chosen is not None)
+        assert decoder.native_attention == decoder.fused_decode == (chosen is not None)
+        decoder.fused_decode = name == "native"  # "layers": native attention in _layer
         states = decode_step_states(decoder, ids, mask)
         errors[name] = float((states - exact).abs().max() / exact.abs().max())
     print(f"tiny-random decode step, max error vs float32: {errors}")
     assert errors["native"] < 0.02  # bf16 projections and cache, float32 attention
     assert errors["native"] <= 1.5 * errors["torch"]
+    assert errors["layers"] <= 1.5 * errors["torch"]
 
 
 def test_the_fused_int8_step_computes_what_the_int8_layers_do(tiny_backend, kernels):
@@ -160,12 +162,12 @@ def test_the_fused_int8_step_computes_what_the_int8_layers_do(tiny_backend, kern
     exact = decode_step_states(CompactDecoder(model, dtype=torch.float32), ids, mask)
     fused = CompactDecoder(model, dtype=torch.bfloat16, int8_calibration=calibration,
                            kernels=kernels)
-    assert fused.fused_int8
+    assert fused.fused_decode
     states = {"fused": decode_step_states(fused, ids, mask)}
-    fused.fused_int8 = False  # the same packed weights, layer by layer
+    fused.fused_decode = False  # the same packed weights, layer by layer
     states["layers"] = decode_step_states(fused, ids, mask)
     plain = CompactDecoder(model, dtype=torch.bfloat16, int8_calibration=calibration)
-    assert not plain.fused_int8
+    assert not plain.fused_decode
     states["torch"] = decode_step_states(plain, ids, mask)
     errors = {name: float((value - exact).abs().max() / exact.abs().max())
               for name, value in states.items()}
@@ -244,6 +246,40 @@ def test_fused_kernels_equal_their_formulas(kernels):
     assert torch.allclose(cache_values[:, :, 2].double(), heads[:, n_heads + n_kv:],
                           rtol=1e-2, atol=1e-2)
     assert keys_t[..., [0, 1, 3, 4]].abs().sum() == 0  # other columns untouched
+    # The same from a bf16 q/k/v, as a bf16 matmul returns it.
+    halves = (acc.double() * col.double() * row.double()).bfloat16()
+    again = kernels.rope_store(halves, None, None, cos=cos, sin=sin, keys_t=keys_t,
+                               values=cache_values, column=4, n_heads=n_heads)
+    heads = halves.double().view(rows, -1, head_dim)
+    rotated = heads * cos.double()[:, None] + torch.cat(
+        [-heads[..., half:], heads[..., :half]], -1) * sin.double()[:, None]
+    assert torch.allclose(again.double(), rotated[:, :n_heads], rtol=1e-2, atol=1e-2)
+    assert torch.equal(cache_values[:, :, 4], halves.view(rows, -1, head_dim)[:, -n_kv:])
+
+
+def test_bf16_step_kernels_equal_their_formulas(kernels):
+    generator = torch.Generator().manual_seed(6)
+    rows, hidden, inter, eps = 3, 40, 24, 1e-5
+    x = torch.randn(rows, hidden, generator=generator) * 3
+    weight = (torch.rand(hidden, generator=generator) + 0.5).bfloat16()
+
+    def norm(values):
+        values = values.double()
+        return values * torch.rsqrt(values.pow(2).mean(-1, keepdim=True) + eps) * weight.double()
+
+    def close(got, expected):  # bf16 keeps 8 significant bits
+        return torch.allclose(got.double(), expected, rtol=8e-3, atol=1e-3)
+
+    assert close(kernels.norm_bf16(x, weight, eps), norm(x))
+    delta = torch.randn(rows, hidden, generator=generator).bfloat16()
+    residual = x.clone()
+    got = kernels.residual_norm_bf16(delta, residual, weight, eps)
+    assert torch.equal(residual, x + delta.float())
+    assert close(got, norm(residual))
+    assert kernels.residual_norm_bf16(delta, residual, None, eps) is None
+    gate_up = (torch.randn(rows, 2 * inter + 2, generator=generator) * 4).bfloat16()
+    gate, up = gate_up.double()[:, : inter + 1], gate_up.double()[:, inter + 1:]
+    assert close(kernels.silu_bf16(gate_up), gate * torch.sigmoid(gate) * up)
 
 
 def test_top_candidates_are_the_topk_with_the_softmax_normaliser(kernels):

@@ -271,13 +271,14 @@ class CompactDecoder:
             n_heads=self.n_heads, n_kv_heads=self.n_kv_heads, head_dim=self.head_dim
         )
         self.int8 = int8_calibration is not None
-        self.fused_int8 = False  # calibration (in _to_int8) runs the float32 layers
+        self.fused_decode = False  # calibration (in _to_int8) runs the float32 layers
         if int8_calibration is not None:
             self._to_int8(int8_calibration)
-        #: int8 decode steps run through the fused kernels (:meth:`_fused_int8_step`).
-        self.fused_int8 = self.int8 and self.native_attention and all(
+        #: Decode steps run through the fused native kernels (:meth:`_fused_int8_step`,
+        #: :meth:`_fused_bf16_step`) rather than :meth:`_layer`.
+        self.fused_decode = self.native_attention and (not self.int8 or all(
             layer.qkv.bias is None and layer.out.bias is None for layer in self.layers
-        )
+        ))
 
     def _to_int8(self, calibration: Sequence[torch.Tensor]) -> None:
         """Smooth, then quantise every decoder-layer projection to int8.
@@ -433,8 +434,9 @@ class CompactDecoder:
         every_position: bool = False,
     ) -> torch.Tensor:
         """Final-normed float32 states of the last position (or every position) of ``ids``."""
-        if self.fused_int8 and ids.shape[1] == 1:
-            return self._fused_int8_step(ids, positions, cache, start, attn_mask)
+        if self.fused_decode and ids.shape[1] == 1:
+            step = self._fused_int8_step if self.int8 else self._fused_bf16_step
+            return step(ids, positions, cache, start, attn_mask)
         x = self.embed[ids]
         cos, sin = self._rope(positions)
         cos, sin = cos.unsqueeze(2), sin.unsqueeze(2)  # broadcast over heads: [B, T, 1, D]
@@ -490,6 +492,49 @@ class CompactDecoder:
             following = self.layers[index + 1] if index + 1 < len(self.layers) else None
             normed = kernels.residual_norm_quantize(
                 torch._int_mm(quantised, down.weight), down.scale, row_scale, x,
+                None if following is None else following.input_norm, self.eps,
+            )
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.final_norm
+
+    def _fused_bf16_step(
+        self,
+        ids: torch.Tensor,
+        positions: torch.Tensor,
+        cache: _KVCache,
+        column: int,
+        key_valid: torch.Tensor,
+    ) -> torch.Tensor:
+        """One bf16 decode step (``ids`` ``[B, 1]``) as :meth:`_layer` computes it, with
+        bf16 matmuls and the work between them in four native kernels (norms in float32
+        rounded once to bf16, RoPE in float32)."""
+        kernels = self.kernels
+        assert kernels is not None
+        x = self.embed[ids[:, 0]]  # a copy, [B, H] float32
+        cos, sin = self._rope(positions[:, 0], dtype=torch.float32)
+        scale = self.head_dim**-0.5
+        hidden = kernels.norm_bf16(x, self.layers[0].input_norm, self.eps)
+        for index, layer in enumerate(self.layers):
+            assert hidden is not None
+            keys_t, values = cache.keys_t[index], cache.values[index]
+            qkv, out, gate_up, down = layer.qkv, layer.out, layer.gate_up, layer.down
+            assert isinstance(qkv, DenseLinear) and isinstance(out, DenseLinear)
+            assert isinstance(gate_up, DenseLinear) and isinstance(down, DenseLinear)
+            queries = kernels.rope_store(
+                F.linear(hidden, qkv.weight, qkv.bias), None, None, cos=cos, sin=sin,
+                keys_t=keys_t, values=values, column=column, n_heads=self.n_heads,
+            )
+            attended = kernels.decode_attention(
+                queries, keys_t, values, key_valid, n_cols=column + 1, scale=scale
+            )
+            hidden = kernels.residual_norm_bf16(
+                F.linear(attended.to(torch.bfloat16), out.weight, out.bias), x,
+                layer.post_norm, self.eps,
+            )
+            assert hidden is not None
+            hidden = kernels.silu_bf16(F.linear(hidden, gate_up.weight))
+            following = self.layers[index + 1] if index + 1 < len(self.layers) else None
+            hidden = kernels.residual_norm_bf16(
+                F.linear(hidden, down.weight), x,
                 None if following is None else following.input_norm, self.eps,
             )
         return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.final_norm

@@ -43,7 +43,7 @@ logger = logging.getLogger("biasloop.models")
 
 SOURCE = Path(__file__).with_name("native_kernels.c")
 #: ``bl_abi_version()`` of the source this module's signatures describe.
-ABI_VERSION = 4
+ABI_VERSION = 5
 COMPILE_FLAGS = ("-O3", "-march=native", "-fopenmp", "-fPIC", "-shared")
 COMPILE_TIMEOUT_SECONDS = 300
 
@@ -68,10 +68,13 @@ _SIGNATURES = {
     ),
     "bl_gathered_dot": ([_ptr, _ptr, _ptr, _long, _long, _long, _ptr, _int], None),
     "bl_rope_store": (
-        [_ptr, _ptr, _ptr, _long, _long, _long, _long, _ptr, _ptr, _ptr, _ptr, _ptr, _long,
-         _long, _int],
+        [_ptr, _ptr, _ptr, _ptr, _long, _long, _long, _long, _ptr, _ptr, _ptr, _ptr, _ptr,
+         _long, _long, _int],
         None,
     ),
+    "bl_norm_bf16": ([_ptr, _long, _long, _ptr, _float, _ptr, _int], _int),
+    "bl_residual_norm_bf16": ([_ptr, _ptr, _long, _long, _ptr, _float, _ptr, _int], _int),
+    "bl_silu_bf16": ([_ptr, _long, _long, _ptr, _int], None),
 }
 
 
@@ -279,17 +282,21 @@ class NativeKernels:
         return quantised, row_scale
 
     def rope_store(
-        self, acc: torch.Tensor, col_scale: torch.Tensor, acc_row_scale: torch.Tensor, *,
-        cos: torch.Tensor, sin: torch.Tensor, keys_t: torch.Tensor, values: torch.Tensor,
-        column: int, n_heads: int,
+        self, acc: torch.Tensor, col_scale: torch.Tensor | None,
+        acc_row_scale: torch.Tensor | None, *, cos: torch.Tensor, sin: torch.Tensor,
+        keys_t: torch.Tensor, values: torch.Tensor, column: int, n_heads: int,
     ) -> torch.Tensor:
         """bf16 queries ``[rows, n_heads, head_dim]`` after RoPE; rotated keys and the
-        values written into cache column ``column`` (bf16)."""
+        values written into cache column ``column`` (bf16). ``acc`` is the q/k/v matmul's
+        int32 output with its scales, or its bf16 output with scales None."""
         rows, n_kv_heads, head_dim, width = keys_t.shape
         cols = (n_heads + 2 * n_kv_heads) * head_dim
-        self._check("acc", acc, torch.int32, (rows, cols))
-        self._check("col_scale", col_scale, torch.float32, (cols,))
-        self._check("acc_row_scale", acc_row_scale, torch.float32, (rows, 1))
+        quantised = col_scale is not None and acc_row_scale is not None
+        self._check("acc", acc, torch.int32 if quantised else torch.bfloat16, (rows, cols))
+        if quantised:
+            assert col_scale is not None and acc_row_scale is not None
+            self._check("col_scale", col_scale, torch.float32, (cols,))
+            self._check("acc_row_scale", acc_row_scale, torch.float32, (rows, 1))
         for name, table in (("cos", cos), ("sin", sin)):
             self._check(name, table, torch.float32, (rows, head_dim))
         self._check("keys_t", keys_t, torch.bfloat16, (rows, n_kv_heads, head_dim, width))
@@ -299,11 +306,52 @@ class NativeKernels:
                              f"head_dim {head_dim}")
         queries = torch.empty(rows, n_heads, head_dim, dtype=torch.bfloat16)
         self.library.bl_rope_store(
-            acc.data_ptr(), col_scale.data_ptr(), acc_row_scale.data_ptr(), rows, n_heads,
+            acc.data_ptr() if quantised else None,
+            col_scale.data_ptr() if quantised else None,  # type: ignore[union-attr]
+            acc_row_scale.data_ptr() if quantised else None,  # type: ignore[union-attr]
+            None if quantised else acc.data_ptr(), rows, n_heads,
             n_kv_heads, head_dim, cos.data_ptr(), sin.data_ptr(), queries.data_ptr(),
             keys_t.data_ptr(), values.data_ptr(), width, column, self._threads(),
         )
         return queries
+
+    def norm_bf16(self, x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+        """bf16 ``weight * x / sqrt(mean(x^2) + eps)`` of float32 rows ``x``."""
+        rows, cols = x.shape
+        self._check("x", x, torch.float32, (rows, cols))
+        self._check("weight", weight, torch.bfloat16, (cols,))
+        out = torch.empty(rows, cols, dtype=torch.bfloat16)
+        self._status("norm_bf16", self.library.bl_norm_bf16(
+            x.data_ptr(), rows, cols, weight.data_ptr(), eps, out.data_ptr(), self._threads()))
+        return out
+
+    def residual_norm_bf16(
+        self, delta: torch.Tensor, x: torch.Tensor, weight: torch.Tensor | None, eps: float
+    ) -> torch.Tensor | None:
+        """``x += delta`` (bf16 into float32, in place); then, with a ``weight``,
+        :meth:`norm_bf16` of the new ``x``."""
+        rows, cols = x.shape
+        self._check("x", x, torch.float32, (rows, cols))
+        self._check("delta", delta, torch.bfloat16, (rows, cols))
+        out = None
+        if weight is not None:
+            self._check("weight", weight, torch.bfloat16, (cols,))
+            out = torch.empty(rows, cols, dtype=torch.bfloat16)
+        self._status("residual_norm_bf16", self.library.bl_residual_norm_bf16(
+            delta.data_ptr(), x.data_ptr(), rows, cols,
+            None if weight is None else weight.data_ptr(), eps,
+            None if out is None else out.data_ptr(), self._threads(),
+        ))
+        return out
+
+    def silu_bf16(self, gate_up: torch.Tensor) -> torch.Tensor:
+        """bf16 ``silu(gate) * up`` of bf16 rows ``[gate | up]``."""
+        rows, cols = gate_up.shape
+        self._check("gate_up", gate_up, torch.bfloat16, (rows, cols))
+        out = torch.empty(rows, cols // 2, dtype=torch.bfloat16)
+        self.library.bl_silu_bf16(gate_up.data_ptr(), rows, cols // 2, out.data_ptr(),
+                                  self._threads())
+        return out
 
 
 def cache_dir() -> Path:

@@ -23,7 +23,7 @@ typedef uint16_t vh16 __attribute__((vector_size(32)));
 #define MAX_GROUP 8
 #define MAX_HEAD_DIM 128
 
-int bl_abi_version(void) { return 4; }
+int bl_abi_version(void) { return 5; }
 
 static inline float bf16_to_float(uint16_t bits) {
     union { uint32_t u; float f; } value;
@@ -405,11 +405,12 @@ int bl_silu_quantize(const int32_t *acc, const float *col_scale, const float *ac
 }
 
 /* After the q/k/v matmul of a decode step: dequantise acc [rows][(n_heads + 2 n_kv_heads) hd]
- * (q heads, then k, then v), rotate q and k by RoPE with this row's cos/sin [rows][hd]
+ * (q heads, then k, then v; or, when acc is NULL, read them from bf16 qkv_bf16), rotate q and k by RoPE with this row's cos/sin [rows][hd]
  * (x * cos + rotate_half(x) * sin, rotate_half(x) = (-x[hd/2:], x[:hd/2])), write q as bf16
  * into q_out [rows][n_heads hd], and k and v as bf16 into cache column `column` of
  * keys_t [rows][n_kv_heads][hd][width] and values [rows][n_kv_heads][width][hd]. */
 void bl_rope_store(const int32_t *acc, const float *col_scale, const float *acc_row_scale,
+                   const uint16_t *qkv_bf16,
                    long rows, long n_heads, long n_kv_heads, long head_dim, const float *cos,
                    const float *sin, uint16_t *q_out, uint16_t *keys_t, uint16_t *values,
                    long width, long column, int threads)
@@ -417,14 +418,16 @@ void bl_rope_store(const int32_t *acc, const float *col_scale, const float *acc_
     const long heads = n_heads + 2 * n_kv_heads, cols = heads * head_dim, half = head_dim / 2;
     #pragma omp parallel for schedule(static) num_threads(threads)
     for (long m = 0; m < rows; ++m) {
-        const int32_t *sums = acc + m * cols;
+        const int32_t *sums = acc == NULL ? NULL : acc + m * cols;
+        const uint16_t *halves = qkv_bf16 == NULL ? NULL : qkv_bf16 + m * cols;
         const float *c = cos + m * head_dim, *s = sin + m * head_dim;
-        float scale = acc_row_scale[m];
+        float scale = acc_row_scale == NULL ? 1.0f : acc_row_scale[m];
         float head[256];
         for (long h = 0; h < heads; ++h) {
             const long base = h * head_dim;
             for (long d = 0; d < head_dim; ++d)
-                head[d] = ((float)sums[base + d] * col_scale[base + d]) * scale;
+                head[d] = sums != NULL ? ((float)sums[base + d] * col_scale[base + d]) * scale
+                                       : bf16_to_float(halves[base + d]);
             if (h >= n_heads + n_kv_heads) { /* a value head: no rotation */
                 uint16_t *dest = values + ((m * n_kv_heads + h - n_heads - n_kv_heads) * width
                                            + column) * head_dim;
@@ -594,6 +597,101 @@ void bl_gathered_dot(const float *table, const float *states, const int64_t *ids
             for (int i = 0; i < LANES; ++i) sum += acc[i];
             for (; h < hidden; ++h) sum += weights[h] * state[h];
             out[m * count + j] = sum;
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- fused bf16 decode step
+ * The same stages for a bf16 layer, whose matmuls (F.linear) return bf16:
+ *   norm_bf16           x -> bf16(rmsnorm(x) * w)
+ *   rope_store_bf16     qkv (bf16) -> q (bf16), K/V written into the cache
+ *   residual_norm_bf16  x += delta (bf16); -> bf16(rmsnorm(x) * w)
+ *   silu_bf16           [gate | up] (bf16) -> bf16(silu(gate) * up)                    */
+
+static inline void store_bf16_row(const float *src, long cols, uint16_t *dest) {
+    for (long k = 0; k < cols; ++k) dest[k] = float_to_bf16(src[k]);
+}
+
+static inline void norm_bf16_row(const float *x, long cols, const uint16_t *weight, float eps,
+                                 float *scratch, uint16_t *dest) {
+    vf16 squares = splat(0.0f);
+    long k = 0;
+    for (; k + LANES <= cols; k += LANES) {
+        vf16 value;
+        memcpy(&value, x + k, sizeof value);
+        squares += value * value;
+    }
+    float sum = 0.0f;
+    for (int i = 0; i < LANES; ++i) sum += squares[i];
+    for (; k < cols; ++k) sum += x[k] * x[k];
+    float inverse = 1.0f / sqrtf(sum / (float)cols + eps);
+    for (k = 0; k < cols; ++k) scratch[k] = bf16_to_float(weight[k]) * (x[k] * inverse);
+    store_bf16_row(scratch, cols, dest);
+}
+
+int bl_norm_bf16(const float *x, long rows, long cols, const uint16_t *weight, float eps,
+                 uint16_t *out, int threads)
+{
+    int failed = 0;
+    #pragma omp parallel num_threads(threads)
+    {
+        float *scratch = malloc(sizeof(float) * (size_t)cols);
+        if (scratch == NULL) {
+            #pragma omp atomic write
+            failed = 1;
+        }
+        #pragma omp for schedule(static)
+        for (long m = 0; m < rows; ++m)
+            if (scratch != NULL) norm_bf16_row(x + m * cols, cols, weight, eps, scratch, out + m * cols);
+        free(scratch);
+    }
+    return failed ? -2 : 0;
+}
+
+int bl_residual_norm_bf16(const uint16_t *delta, float *x, long rows, long cols,
+                          const uint16_t *weight, float eps, uint16_t *out, int threads)
+{
+    int failed = 0;
+    #pragma omp parallel num_threads(threads)
+    {
+        float *scratch = weight == NULL ? NULL : malloc(sizeof(float) * (size_t)cols);
+        if (weight != NULL && scratch == NULL) {
+            #pragma omp atomic write
+            failed = 1;
+        }
+        #pragma omp for schedule(static)
+        for (long m = 0; m < rows; ++m) {
+            float *row = x + m * cols;
+            const uint16_t *change = delta + m * cols;
+            for (long n = 0; n < cols; ++n) row[n] += bf16_to_float(change[n]);
+            if (scratch != NULL) norm_bf16_row(row, cols, weight, eps, scratch, out + m * cols);
+        }
+        free(scratch);
+    }
+    return failed ? -2 : 0;
+}
+
+void bl_silu_bf16(const uint16_t *gate_up, long rows, long inter, uint16_t *out, int threads)
+{
+    #pragma omp parallel for schedule(static) num_threads(threads)
+    for (long m = 0; m < rows; ++m) {
+        const uint16_t *gate = gate_up + m * 2 * inter, *up = gate + inter;
+        uint16_t *dest = out + m * inter;
+        for (long k = 0; k < inter; k += LANES) {
+            long count = inter - k < LANES ? inter - k : LANES;
+            vf16 g, u;
+            if (count == LANES) {
+                g = load_bf16(gate + k);
+                u = load_bf16(up + k);
+            } else {
+                g = load_bf16_tail(gate + k, count);
+                u = load_bf16_tail(up + k, count);
+            }
+            vi16 negative = g < 0.0f;
+            vf16 magnitude = (vf16)((vi16)g & 0x7fffffff);
+            vf16 e = exp_nonpositive(-magnitude);
+            vf16 result = g * (lane_select(negative, e, splat(1.0f)) / (1.0f + e)) * u;
+            for (long i = 0; i < count; ++i) dest[k + i] = float_to_bf16(result[i]);
         }
     }
 }
