@@ -119,8 +119,9 @@ class GenerationConfig(Section):
     kernels: Literal["auto", "native", "torch"] = Field(
         "auto",
         description="CPU kernels of the compact decoder in bfloat16 and int8: `native` "
-        "compiles C kernels (decode attention, int8 activation quantisation) with the "
-        "machine's C compiler once, and fails if it cannot; `torch` uses PyTorch ops "
+        "compiles C kernels (the decode step's attention, norms, RoPE, SiLU, int8 "
+        "quantisation and top-p candidates) with the machine's C compiler once, and "
+        "fails if it cannot; `torch` uses PyTorch ops "
         "only; `auto` is `native` when a compiler works, else `torch`. float32 always "
         "uses PyTorch ops. See docs/performance.md.",
     )

@@ -22,8 +22,9 @@ int8 matmuls (:class:`Int8Linear`, calibrated smoothing in
 :meth:`CompactDecoder._to_int8`), the rest as above.
 
 In bf16 and int8 on a CPU, :mod:`biasloop.models.native` C kernels, when given, run
-each decode step's single-query attention (float32 accumulation over the filled
-cache columns) and the int8 activation quantisation (same bytes as the PyTorch ops).
+everything in a decode step but the matmuls (attention, norms, RoPE, SiLU, int8
+quantisation, top-p candidates): :meth:`CompactDecoder._fused_bf16_step`,
+:meth:`CompactDecoder._fused_int8_step`.
 
 Greedy decoding in float32 gives the same tokens as ``transformers``; bf16 and int8
 agree on most tokens, each within a stated tolerance

@@ -315,7 +315,7 @@ class HFBackend(ModelBackend):
             if decoder.kernels is not None:
                 parts.append(
                     "native kernels" if decoder.native_attention
-                    else "native int8 quantisation, PyTorch attention"
+                    else "native kernels, PyTorch attention"
                 )
             elif dtype == torch.bfloat16 and self.device.type == "cpu":
                 parts.append("PyTorch ops")

@@ -1,16 +1,19 @@
 """Native C kernels of the compact decoder, compiled on first use.
 
-Two parts of a CPU decode step are slow as PyTorch ops and simple in C
-(``native_kernels.c``):
+PyTorch eager runs the non-matmul work of a CPU decode step as 30-40 small ops per
+layer, each a separate pass over memory; at the loop's batch sizes they took more
+time than the matmuls. ``native_kernels.c`` does that work in a few passes:
 
-* **single-query attention** over the bf16 KV cache: with 3 query heads per KV head
-  the batched matmuls are 3 x 64 x T, too small for oneDNN, and each step also
-  builds a mask, casts and runs a softmax; the kernel does one pass per (row, KV
-  head), reads only the filled cache columns and accumulates in float32;
-* **int8 activation quantisation** around each ``torch._int_mm``: per-row maximum,
-  division and rounding in one pass, and the dequantisation in place. These do the
-  same float operations in the same order as the PyTorch code, so their bytes are
-  identical to it (tested).
+* **single-query attention** over the bf16 KV cache, one pass per (row, KV head)
+  over the filled cache columns, accumulating in float32;
+* **the fused decode step**: RMSNorm (+ int8 quantisation) before q/k/v, RoPE and
+  the cache write after it, residual add + RMSNorm (+ quantisation) after the
+  output and down projections, SiLU(gate) * up (+ quantisation) after gate/up, for
+  bf16 and int8 layers;
+* **int8 activation quantisation** around ``torch._int_mm`` elsewhere, with the
+  float operations of the PyTorch code in the same order, so the bytes are identical;
+* **top-p candidates**: each row's 256 largest logits and softmax normaliser in one
+  pass, and the float32 top logits without a gathered copy of the head.
 
 The source is compiled with the machine's C compiler (``$CC``, else ``cc``, ``gcc``
 or ``clang``) as ``-O3 -march=native -fopenmp`` into a per-user cache
