@@ -284,9 +284,8 @@ static inline uint16_t float_to_bf16(float value) {
     return (uint16_t)((bits.u + 0x7fffu + ((bits.u >> 16) & 1u)) >> 16); /* round half to even */
 }
 
-/* rmsnorm(x) * weight = weight_k * (x_k / sqrt(mean(x^2) + eps)), into out. */
-static inline void rms_norm_row(const float *x, long cols, const float *weight, float eps,
-                                float *out) {
+/* 1 / sqrt(mean(x^2) + eps) of one row. */
+static inline float inverse_rms(const float *x, long cols, float eps) {
     vf16 squares = splat(0.0f);
     long k = 0;
     for (; k + LANES <= cols; k += LANES) {
@@ -297,8 +296,21 @@ static inline void rms_norm_row(const float *x, long cols, const float *weight, 
     float sum = 0.0f;
     for (int i = 0; i < LANES; ++i) sum += squares[i];
     for (; k < cols; ++k) sum += x[k] * x[k];
-    float inverse = 1.0f / sqrtf(sum / (float)cols + eps);
-    for (k = 0; k < cols; ++k) out[k] = weight[k] * (x[k] * inverse);
+    return 1.0f / sqrtf(sum / (float)cols + eps);
+}
+
+/* rmsnorm(x) * weight = weight_k * (x_k / sqrt(mean(x^2) + eps)), into out. */
+static inline void rms_norm_row(const float *x, long cols, const float *weight, float eps,
+                                float *out) {
+    float inverse = inverse_rms(x, cols, eps);
+    for (long k = 0; k < cols; ++k) out[k] = weight[k] * (x[k] * inverse);
+}
+
+/* silu(g) * u = g * sigmoid(g) * u, sigmoid from exp(-|g|) so the exponent never overflows. */
+static inline vf16 silu_times(vf16 g, vf16 u) {
+    vi16 negative = g < 0.0f;
+    vf16 e = exp_nonpositive(-(vf16)((vi16)g & 0x7fffffff));
+    return g * (lane_select(negative, e, splat(1.0f)) / (1.0f + e)) * u;
 }
 
 /* q8/row_scale of rmsnorm(x[m]) * weight, for rows m of float32 x [rows][cols]. */
@@ -354,8 +366,7 @@ int bl_residual_norm_quantize(const int32_t *acc, const float *col_scale,
     return failed ? -2 : 0;
 }
 
-/* q8/row_scale of silu(gate) * up, gate = dequant(acc[m, :inter]), up = dequant(acc[m, inter:]);
- * silu(g) = g * sigmoid(g), sigmoid from exp(-|g|) so the exponent never overflows. */
+/* q8/row_scale of silu(gate) * up, gate = dequant(acc[m, :inter]), up = dequant(acc[m, inter:]). */
 int bl_silu_quantize(const int32_t *acc, const float *col_scale, const float *acc_row_scale,
                      long rows, long inter, int8_t *q, float *row_scale, int threads)
 {
@@ -390,11 +401,7 @@ int bl_silu_quantize(const int32_t *acc, const float *col_scale, const float *ac
                         u[i] = ((float)up[k + i] * col_scale[inter + k + i]) * scale;
                     }
                 }
-                vi16 negative = g < 0.0f;
-                vf16 magnitude = (vf16)((vi16)g & 0x7fffffff);
-                vf16 e = exp_nonpositive(-magnitude);
-                vf16 sigmoid = lane_select(negative, e, splat(1.0f)) / (1.0f + e);
-                vf16 result = g * sigmoid * u;
+                vf16 result = silu_times(g, u);
                 memcpy(hidden + k, &result, sizeof result);
             }
             row_scale[m] = quantize_row(hidden, inter, q + m * inter);
@@ -614,18 +621,8 @@ static inline void store_bf16_row(const float *src, long cols, uint16_t *dest) {
 
 static inline void norm_bf16_row(const float *x, long cols, const uint16_t *weight, float eps,
                                  float *scratch, uint16_t *dest) {
-    vf16 squares = splat(0.0f);
-    long k = 0;
-    for (; k + LANES <= cols; k += LANES) {
-        vf16 value;
-        memcpy(&value, x + k, sizeof value);
-        squares += value * value;
-    }
-    float sum = 0.0f;
-    for (int i = 0; i < LANES; ++i) sum += squares[i];
-    for (; k < cols; ++k) sum += x[k] * x[k];
-    float inverse = 1.0f / sqrtf(sum / (float)cols + eps);
-    for (k = 0; k < cols; ++k) scratch[k] = bf16_to_float(weight[k]) * (x[k] * inverse);
+    float inverse = inverse_rms(x, cols, eps);
+    for (long k = 0; k < cols; ++k) scratch[k] = bf16_to_float(weight[k]) * (x[k] * inverse);
     store_bf16_row(scratch, cols, dest);
 }
 
@@ -687,10 +684,7 @@ void bl_silu_bf16(const uint16_t *gate_up, long rows, long inter, uint16_t *out,
                 g = load_bf16_tail(gate + k, count);
                 u = load_bf16_tail(up + k, count);
             }
-            vi16 negative = g < 0.0f;
-            vf16 magnitude = (vf16)((vi16)g & 0x7fffffff);
-            vf16 e = exp_nonpositive(-magnitude);
-            vf16 result = g * (lane_select(negative, e, splat(1.0f)) / (1.0f + e)) * u;
+            vf16 result = silu_times(g, u);
             for (long i = 0; i < count; ++i) dest[k + i] = float_to_bf16(result[i]);
         }
     }
