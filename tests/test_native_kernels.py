@@ -89,7 +89,10 @@ def test_decode_attention_refuses_layouts_it_cannot_read(kernels):
     with pytest.raises(ValueError, match="layout or dtype"):
         kernels.decode_attention(torch.zeros(2, 1, 16), keys_t, values, valid, n_cols=3,
                                  scale=1.0)
-    with pytest.raises(ValueError, match="kernel status"):
+    with pytest.raises(ValueError, match="layout or dtype"):  # mask shorter than n_cols
+        kernels.decode_attention(torch.zeros(2, 1, 16, dtype=torch.bfloat16), keys_t, values,
+                                 valid[:, :2], n_cols=3, scale=1.0)
+    with pytest.raises(ValueError, match="layout or dtype"):
         kernels.decode_attention(torch.zeros(2, 1, 16, dtype=torch.bfloat16), keys_t, values,
                                  valid, n_cols=9, scale=1.0)  # past the cache width
 
@@ -177,12 +180,26 @@ def test_the_fused_int8_step_computes_what_the_int8_layers_do(tiny_backend, kern
     assert errors["fused"] <= 1.5 * errors["torch"]
 
 
+def test_one_token_prompts_keep_their_shape_with_the_fused_step(tiny_backend, kernels):
+    ids, mask = torch.tensor([[5], [7]]), torch.ones(2, 1, dtype=torch.long)
+    for chosen in (None, kernels):
+        decoder = CompactDecoder(tiny_backend.model, dtype=torch.bfloat16, kernels=chosen)
+        assert decoder.logits(ids, mask).shape == (2, 1, tiny_backend.model.config.vocab_size)
+        out = decoder.generate(ids, mask, num_samples=2, max_new_tokens=3, temperature=1.0,
+                               top_p=0.9, eos_ids=[], generator=torch.Generator().manual_seed(0))
+        assert [len(row) for row in out] == [3] * 4
+
+
 def test_fused_kernels_check_their_inputs(kernels):
     x = torch.zeros(2, 8)
     with pytest.raises(ValueError, match="weight: expected contiguous torch.float32 \\[8\\]"):
         kernels.norm_quantize(x, torch.ones(7), 1e-6)
     with pytest.raises(ValueError, match="acc: expected contiguous torch.int32"):
         kernels.silu_quantize(torch.zeros(2, 8), torch.ones(8), torch.ones(2, 1))
+    with pytest.raises(ValueError, match="needs an even width, got 5"):
+        kernels.silu_bf16(torch.zeros(2, 5, dtype=torch.bfloat16))
+    with pytest.raises(ValueError, match="top_candidates: k 0"):
+        kernels.top_candidates(x, k=0, first=0, temperature=1.0)
     keys_t = torch.zeros(2, 1, 4, 3, dtype=torch.bfloat16)
     values = torch.zeros(2, 1, 3, 4, dtype=torch.bfloat16)
     table = torch.zeros(2, 4)

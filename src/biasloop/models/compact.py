@@ -402,7 +402,7 @@ class CompactDecoder:
         values[:, :, start:end] = qkv[..., (nq + nkv) * hd :].view(
             batch, length, nkv, hd
         ).transpose(1, 2)
-        if length > 1:
+        if attn_mask.dtype == torch.bool and attn_mask.dim() == 4:  # a prefill, any length
             q = qk[:, :, :nq].transpose(1, 2)
             attended = F.scaled_dot_product_attention(
                 q, keys_t[..., :end].transpose(-1, -2), values[:, :, :end],
@@ -435,7 +435,9 @@ class CompactDecoder:
         every_position: bool = False,
     ) -> torch.Tensor:
         """Final-normed float32 states of the last position (or every position) of ``ids``."""
-        if self.fused_decode and ids.shape[1] == 1:
+        # A decode step (one token, the [B, width] valid-column mask of _step_mask);
+        # a one-token prefill has a [B, 1, 1, 1] mask and takes the layer path.
+        if self.fused_decode and ids.shape[1] == 1 and attn_mask.dim() == 2:
             step = self._fused_int8_step if self.int8 else self._fused_bf16_step
             return step(ids, positions, cache, start, attn_mask)
         x = self.embed[ids]

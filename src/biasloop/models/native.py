@@ -126,7 +126,8 @@ class NativeKernels:
             or values.dtype != torch.bfloat16 or valid.dtype != torch.bool
             or query.stride(2) != 1 or query.stride(1) != head_dim
             or not keys_t.is_contiguous() or not values.is_contiguous()
-            or valid.stride(1) != 1 or valid.shape[0] != batch
+            or valid.dim() != 2 or valid.stride(1) != 1 or valid.shape[0] != batch
+            or valid.shape[1] < n_cols
             or keys_t.shape != (batch, n_kv_heads, head_dim, width)
             or values.shape != (batch, n_kv_heads, width, head_dim)
         ):
@@ -186,7 +187,7 @@ class NativeKernels:
         ``[B, k]``, ``[B, 1]``, ``[B, 1]``."""
         rows, vocab = logits.shape
         self._check("logits", logits, torch.float32, (rows, vocab))
-        if not 0 <= first <= k <= vocab or temperature <= 0:
+        if not (0 <= first <= k and 1 <= k <= vocab) or temperature <= 0:
             raise ValueError(f"top_candidates: k {k}, first {first}, vocab {vocab}, "
                              f"temperature {temperature}")
         values = torch.empty(rows, k)
@@ -226,8 +227,10 @@ class NativeKernels:
 
     @staticmethod
     def _status(name: str, status: int) -> None:
-        if status != 0:
+        if status == -2:
             raise MemoryError(f"{name}: the kernel could not allocate its scratch memory")
+        if status != 0:
+            raise ValueError(f"{name}: the kernel refused its arguments (status {status})")
 
     def _quantised(self, rows: int, cols: int) -> tuple[torch.Tensor, torch.Tensor]:
         return torch.empty(rows, cols, dtype=torch.int8), torch.empty(rows, 1)
@@ -277,6 +280,8 @@ class NativeKernels:
         self._check("acc", acc, torch.int32, (rows, cols))
         self._check("col_scale", col_scale, torch.float32, (cols,))
         self._check("acc_row_scale", acc_row_scale, torch.float32, (rows, 1))
+        if cols % 2:
+            raise ValueError(f"silu_quantize: [gate | up] needs an even width, got {cols}")
         quantised, row_scale = self._quantised(rows, cols // 2)
         self._status("silu_quantize", self.library.bl_silu_quantize(
             acc.data_ptr(), col_scale.data_ptr(), acc_row_scale.data_ptr(), rows, cols // 2,
@@ -351,6 +356,8 @@ class NativeKernels:
         """bf16 ``silu(gate) * up`` of bf16 rows ``[gate | up]``."""
         rows, cols = gate_up.shape
         self._check("gate_up", gate_up, torch.bfloat16, (rows, cols))
+        if cols % 2:
+            raise ValueError(f"silu_bf16: [gate | up] needs an even width, got {cols}")
         out = torch.empty(rows, cols // 2, dtype=torch.bfloat16)
         self.library.bl_silu_bf16(gate_up.data_ptr(), rows, cols // 2, out.data_ptr(),
                                   self._threads())

@@ -57,7 +57,7 @@ static inline vf16 lane_select(vi16 mask, vf16 a, vf16 b) {
 static inline vf16 vmax(vf16 a, vf16 b) { return lane_select(a > b, a, b); }
 
 /* exp(x) for x <= 0 (softmax after subtracting the row maximum), relative error
- * below 2e-7: x = n ln2 + r, |r| <= ln2 / 2, exp(r) by a degree-6 polynomial,
+ * about 2.3e-7 at most: x = n ln2 + r, |r| <= ln2 / 2, exp(r) by a degree-6 polynomial,
  * 2^n put into the exponent bits. Inputs below -87 (and -inf) give 0. */
 static inline vf16 exp_nonpositive(vf16 x) {
     vi16 underflow = x < -87.0f;
@@ -265,9 +265,11 @@ void bl_dequantize(int32_t *acc, long rows, long cols, const float *col_scale,
     #pragma omp parallel for schedule(static) num_threads(threads)
     for (long m = 0; m < rows; ++m) {
         int32_t *row = acc + m * cols;
-        float *dest = (float *)row;
         float scale = row_scale[m];
-        for (long n = 0; n < cols; ++n) dest[n] = ((float)row[n] * col_scale[n]) * scale;
+        for (long n = 0; n < cols; ++n) {
+            float value = ((float)row[n] * col_scale[n]) * scale;
+            memcpy(row + n, &value, sizeof value); /* the float takes the int's place */
+        }
     }
 }
 
@@ -281,6 +283,8 @@ void bl_dequantize(int32_t *acc, long rows, long cols, const float *col_scale,
 
 static inline uint16_t float_to_bf16(float value) {
     union { float f; uint32_t u; } bits = { value };
+    if ((bits.u & 0x7fffffffu) > 0x7f800000u) /* NaN: keep it NaN (rounding could carry) */
+        return (uint16_t)((bits.u >> 16) | 0x40u);
     return (uint16_t)((bits.u + 0x7fffu + ((bits.u >> 16) & 1u)) >> 16); /* round half to even */
 }
 
