@@ -387,7 +387,7 @@ class CompactDecoder:
         Writes K/V at cache columns ``start..start+T`` of this layer's ``keys_t``
         ``[B, kv_heads, head_dim, width]`` and ``values`` ``[B, kv_heads, width,
         head_dim]``. ``attn_mask`` is a bool
-        ``[B, 1, T, start + T]`` (True = may attend) for a prefill (T > 1). For a decode
+        ``[B, 1, T, start + T]`` (True = may attend) for a prefill (any T). For a decode
         step it is the bool ``[B, width]`` of valid cache columns with
         :attr:`native_attention`, else an additive float ``[B, 1, 1, width]`` bias: the
         batched matmuls attend over the whole (zero-initialised) cache width, because
