@@ -23,8 +23,8 @@ int8 matmuls (:class:`Int8Linear`, calibrated smoothing in
 
 In bf16 and int8 on a CPU, :mod:`biasloop.models.native` C kernels, when given, run
 everything in a decode step but the matmuls (attention, norms, RoPE, SiLU, int8
-quantisation, top-p candidates): :meth:`CompactDecoder._fused_bf16_step`,
-:meth:`CompactDecoder._fused_int8_step`.
+quantisation, top-p candidates): :meth:`CompactDecoder._fused_bf16_layers`,
+:meth:`CompactDecoder._fused_int8_layers`.
 
 Greedy decoding in float32 gives the same tokens as ``transformers``; bf16 and int8
 agree on most tokens, each within a stated tolerance
@@ -275,8 +275,8 @@ class CompactDecoder:
         self.fused_decode = False  # calibration (in _to_int8) runs the float32 layers
         if int8_calibration is not None:
             self._to_int8(int8_calibration)
-        #: Decode steps run through the fused native kernels (:meth:`_fused_int8_step`,
-        #: :meth:`_fused_bf16_step`) rather than :meth:`_layer`.
+        #: Decode steps run through the fused native kernels (:meth:`_fused_int8_layers`,
+        #: :meth:`_fused_bf16_layers`) rather than :meth:`_layer`.
         self.fused_decode = self.native_attention and (not self.int8 or all(
             layer.qkv.bias is None and layer.out.bias is None for layer in self.layers
         ))
@@ -438,36 +438,39 @@ class CompactDecoder:
         # A decode step (one token, the [B, width] valid-column mask of _step_mask);
         # a one-token prefill has a [B, 1, 1, 1] mask and takes the layer path.
         if self.fused_decode and ids.shape[1] == 1 and attn_mask.dim() == 2:
-            step = self._fused_int8_step if self.int8 else self._fused_bf16_step
-            return step(ids, positions, cache, start, attn_mask)
-        x = self.embed[ids]
-        cos, sin = self._rope(positions)
-        cos, sin = cos.unsqueeze(2), sin.unsqueeze(2)  # broadcast over heads: [B, T, 1, D]
-        for index, layer in enumerate(self.layers):
-            x = self._layer(
-                layer, x, cos, sin, cache.keys_t[index], cache.values[index], start, attn_mask
-            )
-        x = x if every_position else x[:, -1]
+            x = self.embed[ids[:, 0]]  # a copy, [B, H] float32, updated in place
+            cos, sin = self._rope(positions[:, 0], dtype=torch.float32)
+            layers = self._fused_int8_layers if self.int8 else self._fused_bf16_layers
+            layers(x, cos, sin, cache, start, attn_mask)
+        else:
+            x = self.embed[ids]
+            cos, sin = self._rope(positions)
+            cos, sin = cos.unsqueeze(2), sin.unsqueeze(2)  # broadcast over heads: [B, T, 1, D]
+            for index, layer in enumerate(self.layers):
+                x = self._layer(
+                    layer, x, cos, sin, cache.keys_t[index], cache.values[index], start,
+                    attn_mask,
+                )
+            x = x if every_position else x[:, -1]
         return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.final_norm
 
-    def _fused_int8_step(
+    def _fused_int8_layers(
         self,
-        ids: torch.Tensor,
-        positions: torch.Tensor,
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
         cache: _KVCache,
         column: int,
         key_valid: torch.Tensor,
-    ) -> torch.Tensor:
-        """One int8 decode step (``ids`` ``[B, 1]``) as :meth:`_layer` computes it, with the
-        work between the four int8 matmuls of a layer in four native kernels.
-
-        The residual stream ``x`` is updated in place; RoPE runs in float32 before the
-        q/k/v are rounded to bf16 (the op-by-op path rotates in bf16).
+    ) -> None:
+        """Every int8 layer of a decode step on the float32 residual ``x`` ``[B, H]``
+        (updated in place), as :meth:`_layer` computes it, with the work between a
+        layer's four int8 matmuls in four native kernels. RoPE (float32 ``cos``/``sin``
+        ``[B, D]``) runs before q/k/v are rounded to bf16 (the op-by-op path rotates
+        in bf16).
         """
         kernels = self.kernels
         assert kernels is not None
-        x = self.embed[ids[:, 0]]  # a copy, [B, H] float32
-        cos, sin = self._rope(positions[:, 0], dtype=torch.float32)
         scale = self.head_dim**-0.5
         normed = kernels.norm_quantize(x, self.layers[0].input_norm, self.eps)
         for index, layer in enumerate(self.layers):
@@ -497,23 +500,20 @@ class CompactDecoder:
                 torch._int_mm(quantised, down.weight), down.scale, row_scale, x,
                 None if following is None else following.input_norm, self.eps,
             )
-        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.final_norm
 
-    def _fused_bf16_step(
+    def _fused_bf16_layers(
         self,
-        ids: torch.Tensor,
-        positions: torch.Tensor,
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
         cache: _KVCache,
         column: int,
         key_valid: torch.Tensor,
-    ) -> torch.Tensor:
-        """One bf16 decode step (``ids`` ``[B, 1]``) as :meth:`_layer` computes it, with
-        bf16 matmuls and the work between them in four native kernels (norms in float32
-        rounded once to bf16, RoPE in float32)."""
+    ) -> None:
+        """As :meth:`_fused_int8_layers` for bf16 layers: bf16 matmuls, the work between
+        them in four native kernels (norms in float32 rounded once to bf16)."""
         kernels = self.kernels
         assert kernels is not None
-        x = self.embed[ids[:, 0]]  # a copy, [B, H] float32
-        cos, sin = self._rope(positions[:, 0], dtype=torch.float32)
         scale = self.head_dim**-0.5
         hidden = kernels.norm_bf16(x, self.layers[0].input_norm, self.eps)
         for index, layer in enumerate(self.layers):
@@ -540,7 +540,6 @@ class CompactDecoder:
                 F.linear(hidden, down.weight), x,
                 None if following is None else following.input_norm, self.eps,
             )
-        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.final_norm
 
     def _project(self, states: torch.Tensor) -> torch.Tensor:
         """float32 logits of normed ``states``, from a matmul in the compute dtype (or int8)."""
