@@ -46,7 +46,10 @@ def test_gap_is_max_minus_min_and_ratio_is_min_over_max():
     assert scoring.gap([0.25, 0.75, 0.5]) == 0.5
     assert scoring.ratio([0.4, 0.8]) == 0.5
     assert math.isnan(scoring.gap([0.2, float("nan")]))
-    assert math.isnan(scoring.ratio([0.0, 0.0]))
+    # One convention with the SCPL disparate_ratio: all-zero groups are at parity.
+    assert scoring.ratio([0.0, 0.0]) == 1.0
+    assert math.isnan(scoring.ratio([-0.2, 0.4]))
+    assert math.isnan(scoring.ratio([]))
 
 
 @pytest.mark.parametrize(

@@ -19,6 +19,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from biasloop.metrics.disparity import gap, ratio  # noqa: F401  (re-exported)
+
 NAN = float("nan")
 
 
@@ -57,22 +59,6 @@ def macro_f1(gold: Sequence[str], predicted: Sequence[str], *, labels: Sequence[
 def selection_rate(selected: Sequence[bool]) -> float:
     """``selection rate = (1/n) Σ_i 1[candidate_i selected]``."""
     return mean([float(s) for s in selected])
-
-
-def gap(values: Sequence[float]) -> float:
-    """``gap = max_g v_g − min_g v_g`` over groups (NaN if any group's value is NaN)."""
-    array = np.asarray(values, dtype=float)
-    if array.size == 0 or np.isnan(array).any():
-        return NAN
-    return float(array.max() - array.min())
-
-
-def ratio(values: Sequence[float]) -> float:
-    """``ratio = min_g v_g / max_g v_g`` (the impact ratio; 1 is parity; NaN if max ≤ 0)."""
-    array = np.asarray(values, dtype=float)
-    if array.size == 0 or np.isnan(array).any() or array.max() <= 0:
-        return NAN
-    return float(array.min() / array.max())
 
 
 def failure_rate(failed: Sequence[bool]) -> float:
