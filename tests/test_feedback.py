@@ -7,7 +7,7 @@ import math
 import pytest
 
 from biasloop.config import FeedbackConfig
-from biasloop.loop.feedback import FEEDBACK_RULES, PopulationState
+from biasloop.loop.feedback import FEEDBACK_RULES, PopulationState, floor_shares
 
 
 def test_static_keeps_shares():
@@ -40,8 +40,97 @@ def test_exponential_matches_hand_computation():
     assert new.shares["b"] == pytest.approx(1 - expected_a)
 
 
-def test_min_share_floor_is_respected():
+def test_min_share_floor_holds_exactly_after_renormalisation():
     config = FeedbackConfig(alpha=0.0, beta=1.0, min_share=0.1)
     new = FEEDBACK_RULES.get("retention")(PopulationState.uniform(["a", "b"]), {"a": 1.0, "b": 0.0}, config)
-    # shares (1, 0) floored to (1, 0.1), renormalised: (1/1.1, 0.1/1.1)
-    assert new.shares["b"] == pytest.approx(0.1 / 1.1)
+    # shares (1, 0): b is raised to exactly the floor 0.1, a keeps the rest 0.9
+    assert new.shares == pytest.approx({"a": 0.9, "b": 0.1}, abs=1e-12)
+    config = FeedbackConfig(alpha=0.0, beta=1.0, min_share=0.2)
+    new = FEEDBACK_RULES.get("retention")(PopulationState.uniform(["a", "b"]), {"a": 1.0, "b": 0.0}, config)
+    assert new.shares == pytest.approx({"a": 0.8, "b": 0.2}, abs=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("shares", "floor", "expected"),
+    [
+        # 2 groups: the low one is raised to the floor, the other takes the rest.
+        ({"a": 0.95, "b": 0.05}, 0.1, {"a": 0.9, "b": 0.1}),
+        # 3 groups: c raised to 0.2; a and b share 0.8 in proportion 6:3.
+        ({"a": 0.6, "b": 0.3, "c": 0.1}, 0.2, {"a": 0.8 * 6 / 9, "b": 0.8 * 3 / 9, "c": 0.2}),
+        # 4 groups: raising d pushes c under the floor too (a cascade);
+        # a and b then share 1 - 2·0.15 = 0.7 in proportion 7:2.
+        ({"a": 0.7, "b": 0.2, "c": 0.09, "d": 0.01}, 0.15,
+         {"a": 0.7 * 7 / 9, "b": 0.7 * 2 / 9, "c": 0.15, "d": 0.15}),
+        # 5 groups at a floor of exactly 1/5: everyone is equal.
+        ({"a": 0.96, "b": 0.01, "c": 0.01, "d": 0.01, "e": 0.01}, 0.2,
+         {g: 0.2 for g in "abcde"}),
+        # Shares already above the floor are unchanged.
+        ({"a": 0.5, "b": 0.3, "c": 0.2}, 0.1, {"a": 0.5, "b": 0.3, "c": 0.2}),
+    ],
+)
+def test_floor_shares_matches_hand_computation(shares, floor, expected):
+    floored = floor_shares(shares, floor)
+    assert floored == pytest.approx(expected, abs=1e-12)
+    assert sum(floored.values()) == pytest.approx(1.0, abs=1e-12)
+    assert min(floored.values()) >= floor - 1e-12
+
+
+@pytest.mark.parametrize("groups", [2, 3, 4, 5])
+def test_min_share_holds_for_every_rule_and_group_count(groups):
+    names = [f"g{i}" for i in range(groups)]
+    floor = 0.5 / groups
+    quality = {g: (1.0 if i == 0 else 0.0) for i, g in enumerate(names)}
+    state = PopulationState.uniform(names, total=100.0)
+    for rule in ("retention", "exponential"):
+        config = FeedbackConfig(alpha=0.0, beta=1.0, eta=20.0, min_share=floor)
+        current = state
+        for _ in range(10):
+            current = FEEDBACK_RULES.get(rule)(current, quality, config)
+            assert min(current.shares.values()) >= floor - 1e-12
+            assert sum(current.population.values()) > 0
+
+
+def test_floor_shares_refuses_an_impossible_floor():
+    with pytest.raises(ValueError, match="min_share"):
+        floor_shares({"a": 0.5, "b": 0.3, "c": 0.2}, 0.4)
+
+
+def test_retention_counts_users_from_the_initial_population():
+    # N_0 = 100 per group (initial_population 200, uniform), b = 5 users per generation,
+    # ν(q) = clip(0 + 1·q, 0, 1) with q = (0.9, 0.5):
+    #   t=1: N = (100·0.9 + 5, 100·0.5 + 5) = (95, 55)
+    #   t=2: N = (95·0.9 + 5, 55·0.5 + 5) = (90.5, 32.5)
+    #   t=3: N = (90.5·0.9 + 5, 32.5·0.5 + 5) = (86.45, 21.25)
+    config = FeedbackConfig(alpha=0.0, beta=1.0, arrivals=5.0, initial_population=200.0)
+    state = PopulationState.uniform(["a", "b"], total=config.initial_population)
+    assert state.population == {"a": 100.0, "b": 100.0}
+    trajectory = []
+    for _ in range(3):
+        state = FEEDBACK_RULES.get("retention")(state, {"a": 0.9, "b": 0.5}, config)
+        trajectory.append(state.population)
+    assert trajectory == [
+        pytest.approx({"a": 95.0, "b": 55.0}),
+        pytest.approx({"a": 90.5, "b": 32.5}),
+        pytest.approx({"a": 86.45, "b": 21.25}),
+    ]
+    assert state.shares["a"] == pytest.approx(86.45 / (86.45 + 21.25))
+
+
+def test_arrivals_are_users_so_the_initial_population_sets_their_weight():
+    # The same b = 5 users matters less in a larger population.
+    quality = {"a": 1.0, "b": 0.0}
+    small = FeedbackConfig(alpha=0.0, beta=1.0, arrivals=5.0, initial_population=20.0)
+    large = FeedbackConfig(alpha=0.0, beta=1.0, arrivals=5.0, initial_population=2000.0)
+    rule = FEEDBACK_RULES.get("retention")
+    share_small = rule(PopulationState.uniform(["a", "b"], total=20.0), quality, small).shares["b"]
+    share_large = rule(PopulationState.uniform(["a", "b"], total=2000.0), quality, large).shares["b"]
+    assert share_small == pytest.approx(5 / (15 + 5))
+    assert share_large == pytest.approx(5 / (1005 + 5))
+
+
+def test_an_extinct_population_is_flagged_and_falls_back_to_uniform_shares():
+    config = FeedbackConfig(alpha=0.0, beta=1.0)
+    new = FEEDBACK_RULES.get("retention")(PopulationState.uniform(["a", "b"]), {"a": 0.0, "b": 0.0}, config)
+    assert new.extinct
+    assert new.shares == {"a": 0.5, "b": 0.5}
+    assert not PopulationState.uniform(["a", "b"]).extinct

@@ -227,12 +227,25 @@ class FeedbackConfig(Section):
     rule: str = Field("static", description="Registered rule: static, retention, exponential.")
     alpha: float = Field(0.5, description="Retention: ν(q) = clip(α + β·q, 0, 1).")
     beta: float = Field(0.5, description="Retention: slope of ν in quality.")
+    initial_population: float = Field(
+        100.0,
+        gt=0.0,
+        description="Users at generation 0, N_0(g) = initial_population · p_0(g); N and "
+        "`arrivals` count users in this unit.",
+    )
     arrivals: float = Field(
-        0.0, ge=0.0, description="Retention: new users b_g per group each generation."
+        0.0,
+        ge=0.0,
+        description="Retention: new users b_g added to every group each generation (users, "
+        "the unit of `initial_population`).",
     )
     eta: float = Field(5.0, ge=0.0, description="Exponential: step size η.")
     min_share: float = Field(
-        0.0, ge=0.0, lt=0.5, description="Floor on any group's share (0 lets a group vanish)."
+        0.0,
+        ge=0.0,
+        lt=0.5,
+        description="Floor on any group's share, held exactly after renormalising "
+        "(0 lets a group vanish); at most 1 / number of groups.",
     )
 
 

@@ -4,10 +4,10 @@ The population state is a frozen dataclass and each rule is one pure function
 ``rule(state, quality, config) -> state`` registered in ``FEEDBACK_RULES``::
 
     >>> from biasloop.config import FeedbackConfig
-    >>> state = PopulationState.uniform(["a", "b"])
+    >>> state = PopulationState.uniform(["a", "b"], total=200)
     >>> new = retention_feedback(state, {"a": 1.0, "b": 0.0}, FeedbackConfig(alpha=0.0, beta=1.0))
-    >>> new.shares
-    {'a': 1.0, 'b': 0.0}
+    >>> new.population, new.shares
+    ({'a': 100.0, 'b': 0.0}, {'a': 1.0, 'b': 0.0})
 """
 
 from __future__ import annotations
@@ -22,23 +22,36 @@ from biasloop.registry import Registry
 
 @dataclass(frozen=True)
 class PopulationState:
-    """Group user counts ``N(g)`` and shares ``p(g) = N(g) / Σ_h N(h)``."""
+    """Group user counts ``N(g)`` and shares ``p(g) = N(g) / Σ_h N(h)``.
+
+    ``N`` is in users: a loop starts from ``N_0(g) = feedback.initial_population · p_0(g)``,
+    and ``feedback.arrivals`` adds users in the same unit.
+    """
 
     population: dict[str, float]
 
     @classmethod
-    def uniform(cls, groups: Sequence[str]) -> PopulationState:
-        return cls({g: 1.0 / len(groups) for g in groups})
+    def uniform(cls, groups: Sequence[str], *, total: float = 1.0) -> PopulationState:
+        return cls({g: total / len(groups) for g in groups})
 
     @classmethod
-    def from_shares(cls, shares: Mapping[str, float]) -> PopulationState:
-        total = sum(shares.values())
-        return cls({g: v / total for g, v in shares.items()})
+    def from_shares(cls, shares: Mapping[str, float], *, total: float = 1.0) -> PopulationState:
+        mass = sum(shares.values())
+        return cls({g: total * v / mass for g, v in shares.items()})
+
+    @property
+    def extinct(self) -> bool:
+        """Every group has left (``Σ N = 0``): shares are then undefined."""
+        return sum(self.population.values()) <= 0
 
     @property
     def shares(self) -> dict[str, float]:
+        """``p(g) = N(g) / Σ N``; uniform when every group has left (see :attr:`extinct`).
+
+        The loop logs that fallback and counts it as ``fallback_uniform_shares``.
+        """
         total = sum(self.population.values())
-        if total <= 0:  # every group left: fall back to uniform rather than divide by zero
+        if total <= 0:
             return {g: 1.0 / len(self.population) for g in self.population}
         return {g: n / total for g, n in self.population.items()}
 
@@ -47,14 +60,50 @@ FeedbackRule = Callable[[PopulationState, Mapping[str, float], FeedbackConfig], 
 FEEDBACK_RULES: Registry[FeedbackRule] = Registry("feedback rule")
 
 
-def _floor_shares(state: PopulationState, min_share: float) -> PopulationState:
-    """Raise every share to at least ``min_share``, renormalise, keep the population total."""
+def floor_shares(shares: Mapping[str, float], min_share: float) -> dict[str, float]:
+    """Shares with every group at ``min_share`` or more, summing to 1.
+
+    Groups below the floor are set to exactly ``min_share``; the rest share the
+    remaining mass ``1 − k·min_share`` in proportion to their shares, repeated until
+    no share falls below the floor (raising a share lowers the others, which can push
+    another group under it). Needs ``min_share · |G| ≤ 1``.
+
+        >>> floor_shares({"a": 1.0, "b": 0.0}, 0.1)
+        {'a': 0.9, 'b': 0.1}
+    """
     if min_share <= 0:
+        return dict(shares)
+    if min_share * len(shares) > 1 + 1e-12:
+        raise ValueError(
+            f"feedback.min_share: {min_share} × {len(shares)} groups exceeds 1; "
+            f"valid: at most {1 / len(shares):g}"
+        )
+    floored: dict[str, float] = {}
+    free = dict(shares)
+    while free:
+        free_mass = 1.0 - min_share * len(floored)
+        free_total = sum(free.values())
+        scaled = {
+            g: (p * free_mass / free_total if free_total > 0 else free_mass / len(free))
+            for g, p in free.items()
+        }
+        below = [g for g, p in scaled.items() if p < min_share]
+        if not below:
+            result = {**floored, **scaled}
+            return {g: result[g] for g in shares}
+        for group in below:
+            floored[group] = min_share
+            del free[group]
+    return {g: floored[g] for g in shares}
+
+
+def _floor_state(state: PopulationState, min_share: float) -> PopulationState:
+    """The state with its shares floored (:func:`floor_shares`), keeping the population total."""
+    if min_share <= 0 or state.extinct:
         return state
     total = sum(state.population.values())
-    floored = {g: max(p, min_share) for g, p in state.shares.items()}
-    mass = sum(floored.values())
-    return PopulationState({g: total * p / mass for g, p in floored.items()})
+    floored = floor_shares(state.shares, min_share)
+    return PopulationState({g: total * floored[g] for g in state.population})
 
 
 @FEEDBACK_RULES.register("static")
@@ -72,13 +121,14 @@ def retention_feedback(
     """Retention dynamics after Hashimoto et al. (2018).
 
     ``N_{t+1}(g) = N_t(g) · ν(q_t(g)) + b_g`` with ``ν(q) = clip(α + β·q, 0, 1)``
-    and ``b_g = config.arrivals``; shares are ``p = N / Σ N``.
+    and ``b_g = config.arrivals`` new users per group; shares are ``p = N / Σ N``.
+    ``N`` counts users (``N_0 = config.initial_population · p_0``).
     """
     population = {
         g: n * min(max(config.alpha + config.beta * quality[g], 0.0), 1.0) + config.arrivals
         for g, n in state.population.items()
     }
-    return _floor_shares(PopulationState(population), config.min_share)
+    return _floor_state(PopulationState(population), config.min_share)
 
 
 @FEEDBACK_RULES.register("exponential")
@@ -89,4 +139,7 @@ def exponential_feedback(
     shares = state.shares
     average = sum(shares[g] * quality[g] for g in shares)
     weights = {g: p * math.exp(config.eta * (quality[g] - average)) for g, p in shares.items()}
-    return _floor_shares(PopulationState.from_shares(weights), config.min_share)
+    return _floor_state(
+        PopulationState.from_shares(weights, total=sum(state.population.values())),
+        config.min_share,
+    )
