@@ -67,11 +67,18 @@ def test_run_writes_manifest_metrics_and_one_folder_per_generation(reference_run
         assert any((gen / "model").iterdir())
     metrics = _metrics(reference_run)
     assert list(metrics.columns) == ["generation", "condition", "seed", "group", "metric", "value",
-                                     "ci_low", "ci_high"]
+                                     "ci_low", "ci_high", "n"]
     names = set(metrics["metric"])
     for name in ("quality", "disparate_bias", "disparate_ratio", "preference_bias", "majority_lean",
-                 "group_share", "distinct_2", "perplexity", "mean_length", "acceptance_rate"):
+                 "group_share", "distinct_2", "perplexity", "mean_length", "acceptance_rate",
+                 "fallback_uniform_shares", "fallback_uniform_model_attributes",
+                 "fallback_uniform_reference_attributes"):
         assert name in names, name
+    # Every estimate carries the number of responses it rests on.
+    quality = metrics[metrics["metric"] == "quality"]
+    assert (quality[quality["group"] != ""]["n"] == 6).all()  # task.eval_queries_per_group
+    assert (quality[quality["group"] == ""]["n"] == 12).all()  # two groups
+    assert metrics[metrics["metric"] == "group_share"]["n"].isna().all()  # a state, not an estimate
     assert sorted(metrics["generation"].unique()) == [0, 1, 2]
     assert (metrics["ci_low"] <= metrics["value"] + 1e-9).all()
     assert (metrics["value"] <= metrics["ci_high"] + 1e-9).all()
@@ -151,3 +158,38 @@ def test_resume_refuses_an_edited_manifest(reference_run, tmp_path):
     # The manifest's checksum (or, without one, the config hash) gives the edit away.
     with pytest.raises(RunStoreError, match="manifest.json' was changed|does not match the recorded"):
         resume_run(copy)
+
+
+def test_initial_population_counts_users_in_the_first_state(reference_run):
+    state = read_json(reference_run / "conditions" / "main" / "seed-0" / "gen-000" / "state.json")
+    # feedback.initial_population (default 100) split by the uniform initial shares.
+    assert state["population"] == {"concise": 50.0, "detailed": 50.0}
+    assert state["shares"] == {"concise": 0.5, "detailed": 0.5}
+
+
+def test_fallbacks_are_logged_counted_and_reported(tmp_path, caplog):
+    # Everyone leaves after generation 0 (ν = 0); and with 8 new tokens no `detailed`
+    # answer reaches τ = 1 (its reward is words / 60), so balanced rejection cannot
+    # hold that group to its share. Both fallbacks must be visible.
+    overrides = [o for o in SMOKE if not o.startswith("loop.generations")] + [
+        "loop.generations=1",
+        "loop.queries_per_generation=6",
+        "feedback.rule=retention", "feedback.alpha=0", "feedback.beta=0",
+        "mitigation.name=balanced_reward_rejection", "mitigation.threshold=1.0",
+        "mitigation.candidates=1",
+    ]
+    with caplog.at_level("WARNING", logger="biasloop"):
+        start_run(load_config(None, overrides), out=tmp_path / "run")
+    messages = " ".join(r.getMessage() for r in caplog.records)
+    assert "every group has left" in messages
+    assert "curation fallback group_dropped" in messages
+    metrics = _metrics(tmp_path / "run").set_index(["generation", "metric", "group"])["value"]
+    assert metrics[(0, "fallback_uniform_shares", "")] == 0.0
+    assert metrics[(1, "fallback_uniform_shares", "")] == 1.0
+    rates = read_json(tmp_path / "run" / "conditions" / "main" / "seed-0" / "gen-000"
+                      / "curation.json")["acceptance_rate"]
+    assert rates["detailed"] == 0.0
+    for group, rate in rates.items():
+        assert metrics[(0, "fallback_group_dropped", group)] == float(rate == 0.0)
+    report = (tmp_path / "run" / "report.html").read_text()
+    assert "fallback_uniform_shares" in report and "fallback_group_dropped" in report

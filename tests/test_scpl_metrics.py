@@ -6,7 +6,12 @@ import math
 
 import pytest
 
+import pandas as pd
+
+from biasloop.inherit import scoring
 from biasloop.metrics import scpl
+from biasloop.metrics.aggregate import summarize_seeds
+from biasloop.metrics.ranges import metric_range
 from biasloop.metrics.stats import bootstrap_ci, mean_ci_across_seeds
 
 
@@ -16,7 +21,10 @@ def test_quality_and_disparate_bias_and_ratio():
     assert scpl.overall_quality(qualities) == pytest.approx(0.5)
     assert scpl.disparate_bias(qualities["a"], qualities["b"]) == pytest.approx(0.5)
     assert scpl.disparate_ratio(qualities["a"], qualities["b"]) == pytest.approx(1 / 3)
+    # All-zero groups: 0/0 is parity, the same convention as the inheritance ratio.
     assert scpl.disparate_ratio([0.0], [0.0]) == 1.0
+    assert scpl.disparate_ratio([0.0], [0.0]) == scoring.ratio([0.0, 0.0])
+    assert scpl.disparate_bias([0.0], [0.0]) == scoring.gap([0.0, 0.0]) == 0.0
 
 
 def test_preference_bias_is_total_variation_to_reference():
@@ -49,7 +57,58 @@ def test_bootstrap_interval_contains_estimate_and_collapses_on_constant_data():
 
 
 def test_mean_ci_across_seeds_is_student_t():
-    mean, low, high = mean_ci_across_seeds([1.0, 2.0, 3.0], confidence=0.95)
+    mean, low, high, clipped = mean_ci_across_seeds([1.0, 2.0, 3.0], confidence=0.95)
     # s = 1, n = 3, t_{0.975, 2} = 4.302653
     assert mean == 2.0
     assert high - mean == pytest.approx(4.302653 / math.sqrt(3), rel=1e-5)
+    assert not clipped
+
+
+def test_mean_ci_across_seeds_clips_a_bounded_metric_to_its_range():
+    # The sweep case: disparate bias 0.9, 1.0, 0.95 over 3 seeds.
+    # mean 0.95, s = 0.05, half = 4.302653 · 0.05 / √3 = 0.124207 -> [0.8258, 1.0742] unclipped
+    mean, low, high, clipped = mean_ci_across_seeds([0.9, 1.0, 0.95], bounds=(0.0, 1.0))
+    assert mean == pytest.approx(0.95)
+    assert low == pytest.approx(0.95 - 4.302653 * 0.05 / math.sqrt(3), rel=1e-5)
+    assert high == 1.0
+    assert clipped
+    # A signed metric clips at its own bounds, both sides.
+    _, low, high, clipped = mean_ci_across_seeds([-1.0, 1.0], bounds=(-1.0, 1.0))
+    assert (low, high, clipped) == (-1.0, 1.0, True)
+
+
+def test_metric_ranges_cover_loop_and_evaluation_metrics():
+    assert metric_range("disparate_bias") == (0.0, 1.0)
+    assert metric_range("majority_lean") == (-1.0, 1.0)
+    assert metric_range("group_share") == (0.0, 1.0)
+    assert metric_range("perplexity") == (1.0, math.inf)
+    assert metric_range("bbq.bias_score_disambiguated") == (-1.0, 1.0)
+    assert metric_range("bbq.bias_score_disambiguated_gap") == (0.0, 2.0)
+    assert metric_range("hiring.selection_rate_ratio") == (0.0, 1.0)
+    assert metric_range("crows_pairs.percent_stereotype_gap") == (0.0, 100.0)
+    assert metric_range("winobias.pro_anti_gap") == (-1.0, 1.0)
+    assert metric_range("bbq.accuracy_ambiguous_gap_p_value") == (0.0, 1.0)
+    assert metric_range("hiring.yes_log_odds") is None
+
+
+def test_seed_summary_never_reports_an_interval_outside_the_range():
+    frame = pd.DataFrame(
+        [
+            {"generation": 1, "condition": "c", "seed": seed, "group": "", "metric": metric,
+             "value": value, "ci_low": value, "ci_high": value}
+            for metric, values in (("disparate_bias", (0.9, 1.0, 0.95)),
+                                   ("majority_lean", (-0.9, -1.0, -0.95)),
+                                   ("mean_length", (10.0, 30.0, 20.0)))
+            for seed, value in enumerate(values)
+        ]
+    )
+    summary = summarize_seeds(frame).set_index("metric")
+    assert summary.loc["disparate_bias", "ci_high"] == 1.0
+    assert summary.loc["disparate_bias", "ci_clipped"]
+    assert summary.loc["majority_lean", "ci_low"] == -1.0
+    assert summary.loc["majority_lean", "ci_clipped"]
+    # Unbounded above: the upper end is the t-interval's; the lower end is clipped at 0.
+    half = 4.302653 * 10.0 / math.sqrt(3)
+    assert summary.loc["mean_length", "ci_high"] == pytest.approx(20.0 + half, rel=1e-5)
+    assert summary.loc["mean_length", "ci_low"] == 0.0
+    assert (summary["seeds"] == 3).all()

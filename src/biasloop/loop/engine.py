@@ -104,6 +104,14 @@ class LoopRun:
             PopulationState.from_shares(initial).shares if initial
             else PopulationState.uniform(self.groups).shares
         )
+        min_share = self.config.feedback.min_share
+        if min_share * len(self.groups) > 1:
+            from biasloop.errors import ConfigError
+
+            raise ConfigError(
+                f"feedback.min_share: {min_share} × {len(self.groups)} groups of task "
+                f"{self.task.name!r} exceeds 1; valid: at most {1 / len(self.groups):g}"
+            )
         # The majority is the group with the largest initial share (the first on ties).
         self.majority = max(self.groups, key=lambda g: self.target_shares[g])
         self.loaded_generation: int | None = None
@@ -129,8 +137,10 @@ class LoopRun:
         generations = self.config.loop.generations
         state_path = self.gen_dir(0) / "state.json"
         if not state_path.exists():
-            shares = self.target_shares
-            write_json(state_path, {"shares": shares, "population": shares})
+            initial = PopulationState.from_shares(
+                self.target_shares, total=self.config.feedback.initial_population
+            )
+            write_json(state_path, {"shares": initial.shares, "population": initial.population})
         for t in range(generations):
             log.info("condition %s seed %d: generation %d/%d", self.condition, self.seed, t + 1, generations)
             served = self.serve(t)
@@ -211,11 +221,11 @@ class LoopRun:
         ]
 
     # ------------------------------------------------------------------ 2. curate
-    def curate(self, t: int, candidates: Sequence[CandidateSet]) -> dict[str, float]:
-        """Apply the mitigation; write S_t and the acceptance rate per group."""
+    def curate(self, t: int, candidates: Sequence[CandidateSet]) -> dict[str, Any]:
+        """Apply the mitigation; write S_t, the acceptance rate per group and any fallbacks."""
         path = self.gen_dir(t) / "curation.json"
         if path.exists():
-            return read_json(path)["acceptance_rate"]
+            return read_json(path)
         context = CurationContext(
             config=self.config.mitigation, groups=self.groups, shares=self.state(t).shares,
             target_shares=self.target_shares, rng=rng(self.seed, self.condition, t, "curate"),
@@ -228,8 +238,13 @@ class LoopRun:
             for i, a in enumerate(accepted)
         ])
         rates = acceptance_rates(candidates, accepted, self.groups)
-        write_json(path, {"acceptance_rate": rates, "accepted": len(accepted), "served": len(candidates)})
-        return rates
+        for (name, group), count in context.fallbacks.items():
+            log.warning("generation %d: curation fallback %s for group %r (%d)", t, name, group, count)
+        record = {"acceptance_rate": rates, "accepted": len(accepted), "served": len(candidates),
+                  "fallbacks": [{"name": n, "group": g, "count": c}
+                                for (n, g), c in context.fallbacks.items()]}
+        write_json(path, record)
+        return record
 
     # ------------------------------------------------------------------ 3. evaluate
     def evaluate(self, t: int) -> dict[str, Any]:
@@ -249,20 +264,20 @@ class LoopRun:
             "neutral": neutral, "neutral_responses": neutral_responses,
         }
 
-    def _perplexity(self, t: int) -> float:
-        """Perplexity of M_t on held-out real references (balanced over groups)."""
+    def _perplexity(self, t: int) -> tuple[float, int]:
+        """Perplexity of M_t on held-out real references (balanced over groups), and their count."""
         per_group = max(1, self.config.metrics.perplexity_texts // len(self.groups))
         held_out = [q for g in self.groups for q in self.task.eval_queries(g)[:per_group] if q.reference]
         if not held_out or self.config.metrics.perplexity_texts == 0:
-            return float("nan")
+            return float("nan"), 0
         self.use_model(t)
         references = [q.reference or "" for q in held_out]
         logliks = self.backend.loglik([q.prompt for q in held_out], references,
                                       batch_size=self.config.generation.batch_size, chat=True)
         counts = self.backend.count_tokens(references)
-        return metrics.perplexity(logliks, counts)
+        return metrics.perplexity(logliks, counts), len(held_out)
 
-    def write_metrics(self, t: int, evaluation: dict[str, Any], *, curation: dict[str, float] | None) -> None:
+    def write_metrics(self, t: int, evaluation: dict[str, Any], *, curation: dict[str, Any] | None) -> None:
         path = self.gen_dir(t) / "metrics.parquet"
         if path.exists():
             return
@@ -271,11 +286,13 @@ class LoopRun:
         rows: list[dict[str, Any]] = []
 
         def add(metric: str, value: float, low: float | None = None, high: float | None = None,
-                group: str = "") -> None:
+                group: str = "", n: int | None = None) -> None:
+            # n: how many responses (or items) the estimate rests on; none for states.
             rows.append({"generation": t, "condition": self.condition, "seed": self.seed,
                          "group": group, "metric": metric, "value": float(value),
                          "ci_low": float(value if low is None else low),
-                         "ci_high": float(value if high is None else high)})
+                         "ci_high": float(value if high is None else high),
+                         "n": math.nan if n is None else float(n)})
 
         def ci(samples: Sequence[Sequence[float]], statistic: Callable[..., float]) -> tuple[float, float, float]:
             return bootstrap_ci(samples, statistic, n_resamples=settings.bootstrap_samples,
@@ -286,39 +303,57 @@ class LoopRun:
             for g in self.groups
         }
         for group, values in by_group.items():
-            add("quality", *ci([values], np.mean), group=group)
+            add("quality", *ci([values], np.mean), group=group, n=len(values))
             texts = [r for r, q in zip(evaluation["responses"], evaluation["queries"]) if q.group == group]
-            add("mean_length", metrics.mean_length(texts), group=group)
+            add("mean_length", metrics.mean_length(texts), group=group, n=len(texts))
         samples = [by_group[g] for g in self.groups]
-        add("quality", *ci(samples, lambda *xs: float(np.mean([np.mean(x) for x in xs]))))
-        add("disparate_bias", *ci(samples, metrics.disparate_bias))
-        add("disparate_ratio", *ci(samples, metrics.disparate_ratio))
+        n_eval = sum(len(v) for v in samples)
+        add("quality", *ci(samples, lambda *xs: float(np.mean([np.mean(x) for x in xs]))), n=n_eval)
+        add("disparate_bias", *ci(samples, metrics.disparate_bias), n=n_eval)
+        add("disparate_ratio", *ci(samples, metrics.disparate_ratio), n=n_eval)
 
         model_attributes = self.task.attribute(evaluation["neutral_responses"])
         if model_attributes is not None:
             references = [q.reference for q in evaluation["neutral"] if q.reference]
             reference_attributes = self.task.attribute(references) or []
+            # With no attributed response a distribution falls back to uniform: say so.
+            for source, attributes in (("model", model_attributes), ("reference", reference_attributes)):
+                unattributed = not any(a in self.groups for a in attributes)
+                if unattributed:
+                    log.warning("generation %d: no %s response has an attribute; its attribute "
+                                "distribution falls back to uniform", t, source)
+                add(f"fallback_uniform_{source}_attributes", float(unattributed))
             codes = [self.groups.index(a) if a in self.groups else -1 for a in model_attributes]
 
             def decode(sample: np.ndarray) -> list[str | None]:
                 return [self.groups[int(c)] if c >= 0 else None for c in sample]
 
             add("preference_bias", *ci([codes], lambda s: metrics.preference_bias(
-                decode(s), reference_attributes, self.groups)))
+                decode(s), reference_attributes, self.groups)), n=len(codes))
             add("majority_lean", *ci([codes], lambda s: metrics.majority_lean(
-                decode(s), reference_attributes, self.groups, self.majority)))
+                decode(s), reference_attributes, self.groups, self.majority)), n=len(codes))
             shares = metrics.attribute_distribution(model_attributes, self.groups)
+            attributed = sum(1 for a in model_attributes if a in self.groups)
             for group in self.groups:
-                add("attribute_share", shares[group], group=group)
+                add("attribute_share", shares[group], group=group, n=attributed)
 
-        for group, share in self.state(t).shares.items():
+        state = self.state(t)
+        for group, share in state.shares.items():
             add("group_share", share, group=group)
-        add("distinct_2", metrics.distinct_n(evaluation["responses"], 2))
-        add("mean_length", metrics.mean_length(evaluation["responses"]))
-        add("perplexity", self._perplexity(t))
+        add("fallback_uniform_shares", float(state.extinct))
+        add("distinct_2", metrics.distinct_n(evaluation["responses"], 2), n=len(evaluation["responses"]))
+        add("mean_length", metrics.mean_length(evaluation["responses"]), n=len(evaluation["responses"]))
+        perplexity, n_texts = self._perplexity(t)
+        add("perplexity", perplexity, n=n_texts)
         if curation is not None:
-            for group, rate in curation.items():
-                add("acceptance_rate", rate, group=group)
+            served = read_jsonl(self.gen_dir(t) / "served.jsonl")
+            for group, rate in curation["acceptance_rate"].items():
+                add("acceptance_rate", rate, group=group,
+                    n=sum(1 for r in served if r["group"] == group))
+            counts = {(f["name"], f["group"]): f["count"] for f in curation.get("fallbacks", [])}
+            for name in sorted({n for n, _ in counts}):
+                for group in self.groups:
+                    add(f"fallback_{name}", counts.get((name, group), 0), group=group)
         write_table(path, pd.DataFrame(rows))
 
     # ------------------------------------------------------------------ 4. feedback
@@ -334,6 +369,9 @@ class LoopRun:
         }
         rule = FEEDBACK_RULES.get(self.config.feedback.rule)
         new_state = rule(self.state(t), quality, self.config.feedback)
+        if new_state.extinct:
+            log.warning("generation %d: every group has left (N = 0); generation %d serves "
+                        "uniform shares (counted as fallback_uniform_shares)", t, t + 1)
         write_json(path, {"shares": new_state.shares, "population": new_state.population,
                           "quality": quality})
 

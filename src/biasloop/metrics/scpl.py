@@ -11,6 +11,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from biasloop.metrics.disparity import gap, ratio
+
 
 def group_quality(qualities: Mapping[str, Sequence[float]]) -> dict[str, float]:
     """``quality[g] = mean_{x ∈ E_g} q(g, x, M(x))`` for every group."""
@@ -23,15 +25,20 @@ def overall_quality(qualities: Mapping[str, Sequence[float]]) -> float:
 
 
 def disparate_bias(*group_values: Sequence[float]) -> float:
-    """``max_g quality[g] − min_g quality[g]``: the service gap between groups."""
-    means = [float(np.mean(v)) for v in group_values]
-    return max(means) - min(means)
+    """``max_g quality[g] − min_g quality[g]``: the service gap between groups.
+
+    Same convention as :func:`biasloop.metrics.disparity.gap`.
+    """
+    return gap([float(np.mean(v)) for v in group_values])
 
 
 def disparate_ratio(*group_values: Sequence[float]) -> float:
-    """``min_g quality[g] / max_g quality[g]`` (1 when every group is served alike; 1 if all 0)."""
-    means = [float(np.mean(v)) for v in group_values]
-    return 1.0 if max(means) == 0 else min(means) / max(means)
+    """``min_g quality[g] / max_g quality[g]``, 1 when every group is served alike.
+
+    Same convention as :func:`biasloop.metrics.disparity.ratio`: when every group's
+    quality is 0, ``0/0`` is taken as parity (1).
+    """
+    return ratio([float(np.mean(v)) for v in group_values])
 
 
 def attribute_distribution(attributes: Sequence[str | None], groups: Sequence[str]) -> dict[str, float]:

@@ -1,4 +1,4 @@
-"""Confidence intervals by bootstrap (scipy), and mean ± t-interval across seeds."""
+"""Confidence intervals by bootstrap (scipy), and mean ± t-interval across seeds (clipped to range)."""
 
 from __future__ import annotations
 
@@ -46,11 +46,30 @@ def bootstrap_ci(
     return value, float(low), float(high)
 
 
-def mean_ci_across_seeds(values: Sequence[float], *, confidence: float = 0.95) -> tuple[float, float, float]:
-    """Mean and Student-t interval ``mean ± t_{(1+c)/2, n-1} · s/√n`` over seeds."""
+def mean_ci_across_seeds(
+    values: Sequence[float],
+    *,
+    confidence: float = 0.95,
+    bounds: tuple[float, float] | None = None,
+) -> tuple[float, float, float, bool]:
+    """Mean over seeds and its Student-t interval, kept inside the metric's range.
+
+    ``mean ± t_{(1+c)/2, n−1} · s/√n``. A bounded metric (a share, a rate, a TV
+    distance, a gap) cannot lie outside ``bounds``, so an interval reaching past
+    them is clipped to them; clipping removes only impossible values and keeps the
+    interval's coverage. Returns ``(mean, low, high, clipped)``.
+
+        >>> mean, low, high, clipped = mean_ci_across_seeds([0.9, 1.0], bounds=(0.0, 1.0))
+        >>> round(mean, 3), round(low, 3), high, clipped
+        (0.95, 0.315, 1.0, True)
+    """
     array = np.asarray(values, dtype=float)
     mean = float(array.mean())
     if array.size < 2:
-        return mean, mean, mean
+        return mean, mean, mean, False
     half = float(stats.t.ppf((1 + confidence) / 2, array.size - 1) * array.std(ddof=1) / np.sqrt(array.size))
-    return mean, mean - half, mean + half
+    low, high = mean - half, mean + half
+    if bounds is None:
+        return mean, low, high, False
+    clipped_low, clipped_high = max(low, float(bounds[0])), min(high, float(bounds[1]))
+    return mean, clipped_low, clipped_high, (clipped_low, clipped_high) != (low, high)

@@ -14,8 +14,9 @@ A mitigation that only rewrites or only adds a loss term curates like ``none``.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -54,13 +55,23 @@ class Accepted:
 
 @dataclass(frozen=True, kw_only=True)
 class CurationContext:
-    """What a curation rule may look at besides the candidates."""
+    """What a curation rule may look at besides the candidates.
+
+    A rule that cannot do what it promises for a group (e.g. hold a group to its
+    target share when it has nothing accepted) says so with :meth:`count_fallback`;
+    the loop logs it and reports it as a ``fallback_<name>`` metric row per group.
+    """
 
     config: MitigationConfig
     groups: Sequence[str]
     shares: Mapping[str, float]
     target_shares: Mapping[str, float]
     rng: np.random.Generator
+    fallbacks: Counter[tuple[str, str]] = field(default_factory=Counter)
+
+    def count_fallback(self, name: str, group: str) -> None:
+        """Record that fallback ``name`` happened for ``group``."""
+        self.fallbacks[(name, group)] += 1
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -51,11 +51,17 @@ def balanced_reward_rejection(
     ``round(|A| · π_g / Σ_{h: A_h ≠ ∅} π_h)`` among groups with any accepted item:
     its highest-reward items when it has enough, otherwise all of them plus
     draws with replacement from them. This undoes the skew that performative
-    feedback puts into who is served.
+    feedback puts into who is served. A served group with nothing accepted cannot
+    be held to its share: it is counted as the fallback ``group_dropped`` and its
+    share goes to the other groups.
     """
     accepted = reward_rejection(served, context)
     by_group = {g: [a for a in accepted if a.group == g] for g in context.groups}
     present = [g for g in context.groups if by_group[g]]
+    served_groups = {c.group for c in served}
+    for group in context.groups:
+        if group in served_groups and not by_group[group]:
+            context.count_fallback("group_dropped", group)
     if not present:
         return []
     mass = sum(context.target_shares[g] for g in present)

@@ -34,8 +34,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from biasloop.metrics.stats import mean_ci_across_seeds
-from biasloop.runner.store import METRIC_COLUMNS
+from biasloop.metrics.aggregate import summarize_seeds
+from biasloop.runner.store import MEASUREMENT_COLUMNS, METRIC_COLUMNS
 
 CONTROL_NAMES = ("static", "none", "control", "baseline")
 BIAS_RATIO = "bias_ratio"
@@ -50,7 +50,7 @@ def dimensions(metrics: pd.DataFrame) -> list[str]:
     A column with one value per metric (e.g. ``task`` when metric names carry the task)
     describes the metric, not the arm, and is left out.
     """
-    extra = [c for c in metrics.columns if c not in METRIC_COLUMNS]
+    extra = [c for c in metrics.columns if c not in (*METRIC_COLUMNS, *MEASUREMENT_COLUMNS)]
     varying = [c for c in extra if metrics[c].nunique(dropna=False) > 1]
     by_metric = metrics.groupby("metric", sort=False)
     return [c for c in varying if by_metric[c].nunique(dropna=False).max() > 1]
@@ -68,6 +68,12 @@ def split_tests(metrics: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(measurements, significance tests): rows whose metric ends in ``p_value`` are tests."""
     is_test = metrics["metric"].astype(str).str.endswith("p_value")
     return metrics[~is_test].reset_index(drop=True), metrics[is_test].reset_index(drop=True)
+
+
+def split_fallbacks(metrics: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(measurements, fallbacks): ``fallback_*`` rows count what a run had to fall back on."""
+    is_fallback = metrics["metric"].astype(str).str.startswith("fallback_")
+    return metrics[~is_fallback].reset_index(drop=True), metrics[is_fallback].reset_index(drop=True)
 
 
 def control_condition(conditions: Sequence[str]) -> str | None:
@@ -130,29 +136,14 @@ def _number(value: object) -> str:
 def summarize(
     measurements: pd.DataFrame, dims: Sequence[str], *, confidence: float
 ) -> pd.DataFrame:
-    """Mean ± CI over seeds per generation × arm × group × metric (one seed keeps its own CI)."""
-    keys = ["generation", "condition", *dims, "group", "metric"]
-    rows = []
-    frame = measurements.dropna(subset=["value"])
-    for key, part in frame.groupby(keys, sort=False, dropna=False):
-        if len(part) == 1:
-            value, low, high = (
-                float(part["value"].iloc[0]),
-                float(part["ci_low"].iloc[0]),
-                float(part["ci_high"].iloc[0]),
-            )
-        else:
-            value, low, high = mean_ci_across_seeds(part["value"].tolist(), confidence=confidence)
-        rows.append(
-            {
-                **dict(zip(keys, key)),
-                "value": value,
-                "ci_low": low,
-                "ci_high": high,
-                "seeds": int(part["seed"].nunique()),
-            }
-        )
-    return pd.DataFrame(rows, columns=[*keys, "value", "ci_low", "ci_high", "seeds"])
+    """Mean ± CI over seeds per generation × arm × group × metric (one seed keeps its own CI).
+
+    :func:`biasloop.metrics.aggregate.summarize_seeds` on the defined values: intervals
+    are clipped to each metric's range and ``ci_clipped`` marks where.
+    """
+    return summarize_seeds(
+        measurements.dropna(subset=["value"]), confidence=confidence, dims=dims
+    )
 
 
 def final_rows(summary: pd.DataFrame, dims: Sequence[str]) -> pd.DataFrame:

@@ -70,6 +70,16 @@ CURVE_SECTIONS = {
     "Quality and group shares": ["quality", "group_share", "acceptance_rate"],
     "Collapse indicators": ["distinct_2", "perplexity", "mean_length"],
 }
+# What each fallback means (rows ``fallback_*``, counted by the loop).
+FALLBACK_NOTES = {
+    "fallback_uniform_shares": "every group had left (N = 0); the generation served uniform shares",
+    "fallback_uniform_model_attributes": "no model response had an attribute; the model's "
+    "attribute distribution was taken as uniform",
+    "fallback_uniform_reference_attributes": "no reference response had an attribute; the "
+    "reference distribution was taken as uniform",
+    "fallback_group_dropped": "balanced rejection accepted nothing from this group, so its "
+    "target share went to the other groups",
+}
 MAX_BAR_SERIES = 10  # arms in one bar chart
 MAX_BAR_GROUPS = 12  # groups in one bar chart
 MAX_PANELS = 6  # panels (overall + groups) in one line figure
@@ -132,8 +142,11 @@ def fmt(value: Any) -> str:
     return f"{value:.3f}"
 
 
-def fmt_ci(low: Any, high: Any) -> str:
-    return f"[{fmt(low)}, {fmt(high)}]"
+CLIPPED_MARK = "†"  # an across-seed interval clipped to its metric's range
+
+
+def fmt_ci(low: Any, high: Any, clipped: Any = False) -> str:
+    return f"[{fmt(low)}, {fmt(high)}]" + (CLIPPED_MARK if clipped is True else "")
 
 
 def fmt_p(value: Any) -> str:
@@ -170,7 +183,7 @@ def _line(arm: str, row: Any, *, control: bool = False, versus: str = "") -> dic
     return {
         "arm": _breakable(arm),
         "value": fmt(row.value),
-        "ci": fmt_ci(row.ci_low, row.ci_high),
+        "ci": fmt_ci(row.ci_low, row.ci_high, getattr(row, "ci_clipped", False)),
         "control": control,
         "compared": compared,
         "delta": fmt_delta(row.difference) if compared else "",
@@ -192,6 +205,7 @@ class _Page:
         config = data.config
         self.confidence = float((config.get("metrics") or {}).get("confidence", 0.95))
         self.measurements, self.tests = compare.split_tests(data.metrics)
+        self.measurements, self.fallbacks = compare.split_fallbacks(self.measurements)
         self.dims = compare.dimensions(self.measurements)
         self.controls = compare.control_conditions(
             [[run.condition_label(c) for c in run.conditions] for run in data.runs]
@@ -587,7 +601,10 @@ class _Page:
                         cells.append("")
                     else:
                         row = match.iloc[0]
-                        cells.append(f"{fmt(row.value)} {fmt_ci(row.ci_low, row.ci_high)}")
+                        cells.append(
+                            f"{fmt(row.value)} "
+                            f"{fmt_ci(row.ci_low, row.ci_high, getattr(row, 'ci_clipped', False))}"
+                        )
                 body.append(cells)
         return header, body
 
@@ -604,6 +621,27 @@ class _Page:
             {"condition": c, "samples": blocks[c], "control": c in self.control_names}
             for c in sorted(blocks, key=lambda c: order.get(c, len(order)))
         ]
+
+    def fallback_rows(self) -> list[dict[str, Any]]:
+        """Each fallback that happened: how often, and in which arms, seeds and generations."""
+        happened = self.fallbacks[self.fallbacks["value"].fillna(0) > 0]
+        rows = []
+        for metric, frame in happened.groupby("metric", sort=True):
+            where = [
+                f"{row.condition} seed {row.seed} gen {row.generation}"
+                + (f" ({row.group})" if row.group else "")
+                for row in frame.itertuples()
+            ]
+            rows.append(
+                {
+                    "metric": metric,
+                    "note": FALLBACK_NOTES.get(str(metric), ""),
+                    "count": int(frame["value"].sum()),
+                    "where": ", ".join(where[:8])
+                    + (f" and {len(where) - 8} more" if len(where) > 8 else ""),
+                }
+            )
+        return rows
 
     def manifest_rows(self) -> list[dict[str, Any]]:
         rows = []
@@ -664,6 +702,9 @@ class _Page:
             "compared": not self.comparisons.empty,
             "confidence": f"{self.confidence:.0%}",
             "headline": headline,
+            "fallbacks": self.fallback_rows(),
+            "clipped": bool(self.summary.get("ci_clipped", pd.Series(dtype=bool)).any()),
+            "clipped_mark": CLIPPED_MARK,
             "comparison": comparison,
             "curves": curves,
             "ratio": ratio,

@@ -44,6 +44,9 @@ from biasloop.io import (  # noqa: F401  (re-exported: the run store's writers)
 )
 
 METRIC_COLUMNS = ["generation", "condition", "seed", "group", "metric", "value", "ci_low", "ci_high"]
+#: Optional columns that describe a measurement, not an arm: ``n``, the number of
+#: items (or responses) an estimate was computed on.
+MEASUREMENT_COLUMNS = ["n"]
 MANIFEST = "manifest.json"
 
 
@@ -153,8 +156,9 @@ class RunStore:
         ]
         frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=METRIC_COLUMNS)
         # Studies may add descriptive columns (e.g. bias_ratio); they follow the fixed ones.
-        extra = [c for c in frame.columns if c not in METRIC_COLUMNS]
-        frame = frame[METRIC_COLUMNS + extra].sort_values(
+        measured = [c for c in MEASUREMENT_COLUMNS if c in frame.columns]
+        extra = [c for c in frame.columns if c not in (*METRIC_COLUMNS, *measured)]
+        frame = frame[METRIC_COLUMNS + measured + extra].sort_values(
             ["condition", "seed", "generation", "metric", "group"], kind="stable"
         ).reset_index(drop=True)
         write_table(self.root / "metrics.parquet", frame)
