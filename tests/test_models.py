@@ -347,11 +347,16 @@ def test_embedded_model_answers_sensibly():
     assert chat_right > chat_wrong
 
 
-def test_device_auto_is_cpu_here_and_a_missing_gpu_is_a_one_line_error():
+def test_device_auto_follows_the_gpu_and_a_missing_gpu_is_a_one_line_error(monkeypatch):
+    import torch
+
     from biasloop.errors import BiasloopError
     from biasloop.models.loading import resolve_device
 
-    assert resolve_device("auto") == "cpu"
+    assert resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
     assert resolve_device("cpu") == "cpu"
+    # Whatever this machine has, a machine without a GPU gets one line.
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == "cpu"
     with pytest.raises(BiasloopError, match="model.device = 'cuda:1': torch sees no CUDA GPU"):
         resolve_device("cuda:1")
