@@ -11,7 +11,11 @@ For every statistic ``s`` of an evaluation ``e`` (metric name ``e.s``):
   paired test of this model against the ``γ = 0`` model on the same items.
 
 Intervals are percentile bootstraps over items (:func:`bootstrap_interval`); a
-gap's interval resamples each group's items independently.
+gap's interval resamples each group's items independently. Every row carries ``n``,
+the number of records its statistic was computed on: all items for group ``""``,
+the group's items for a group, the items labelled under the grouping for a gap,
+ratio or p-value row (a statistic may use only some of them, e.g. BBQ's bias score
+on disambiguated contexts only).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from biasloop.inherit.evaluations.base import Evaluation, Record
+from biasloop.inherit.evaluations.base import UNASSIGNED, Evaluation, Record
 from biasloop.inherit.scoring import gap, ratio
 from biasloop.inherit.significance import PAIRED_TESTS, group_permutation_p_value
 from biasloop.seeding import derive_seed
@@ -122,12 +126,17 @@ def measure(
     settings: MeasureSettings,
     seed: int,
 ) -> list[dict[str, Any]]:
-    """Metric rows ``{metric, group, value, ci_low, ci_high}`` of one evaluation on one model."""
+    """Metric rows ``{metric, group, value, ci_low, ci_high, n}`` of one evaluation on one model."""
     rows: list[dict[str, Any]] = []
     paired_test = PAIRED_TESTS[settings.significance_method]
 
     def add(
-        metric: str, group: str, value: float, low: float | None = None, high: float | None = None
+        metric: str,
+        group: str,
+        n: int,
+        value: float,
+        low: float | None = None,
+        high: float | None = None,
     ) -> None:
         rows.append(
             {
@@ -136,6 +145,7 @@ def measure(
                 "value": float(value),
                 "ci_low": float(value if low is None else low),
                 "ci_high": float(value if high is None else high),
+                "n": int(n),
             }
         )
 
@@ -165,19 +175,24 @@ def measure(
             resamples=settings.resamples,
             seed=derive_seed(seed, metric, group, "vs-ratio0"),
         )
-        add(f"{metric}_vs_ratio0_p_value", group, p_value)
+        add(f"{metric}_vs_ratio0_p_value", group, len(subset), p_value)
 
     for name, spec in evaluation.statistics().items():
         metric = f"{evaluation.name}.{name}"
-        add(metric, "", *interval([records], spec.fn, metric, "all"))
+        add(metric, "", len(records), *interval([records], spec.fn, metric, "all"))
         versus_reference(metric, "", records, spec.fn)
         for grouping in spec.groupings or evaluation.groupings:
             labelled = [r for r in records if r["groups"].get(grouping)]
             groups = ordered_groups(evaluation, labelled, grouping)
             per_group = [[r for r in labelled if r["groups"][grouping] == g] for g in groups]
             for group, subset in zip(groups, per_group):
-                add(metric, group, *interval([subset], spec.fn, metric, group))
+                add(metric, group, len(subset), *interval([subset], spec.fn, metric, group))
                 versus_reference(metric, group, subset, spec.fn)
+            # Items whose group the data does not tell get their own row above, but a
+            # gap is between named groups: they stay out of it.
+            named = [(g, subset) for g, subset in zip(groups, per_group) if g != UNASSIGNED]
+            groups, per_group = [g for g, _ in named], [subset for _, subset in named]
+            labelled = [r for r in labelled if r["groups"][grouping] != UNASSIGNED]
             if not spec.gap or len(groups) < 2:
                 continue
             labels = [r["groups"][grouping] for r in labelled]
@@ -185,11 +200,13 @@ def measure(
             add(
                 f"{metric}_gap",
                 grouping,
+                len(labelled),
                 *interval(per_group, _combined(spec.fn, gap), metric, grouping, "gap"),
             )
             add(
                 f"{metric}_gap_p_value",
                 grouping,
+                len(labelled),
                 group_permutation_p_value(
                     labelled,
                     labels,
@@ -206,6 +223,7 @@ def measure(
                 add(
                     f"{metric}_ratio",
                     grouping,
+                    len(labelled),
                     *interval(per_group, _combined(spec.fn, ratio), metric, grouping, "ratio"),
                 )
     return rows

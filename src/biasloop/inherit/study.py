@@ -27,7 +27,7 @@ output exists, so a killed run resumes where it stopped. Layout below
 
     original.jsonl                      D_o
     eval/items/<evaluation>.jsonl       fixed evaluation items
-    eval/items.json                     item counts; items dropped for overlap with training data
+    eval/items.json                     item counts; items dropped for overlap, skipped, unassigned
     base/                               M_0: outputs/<evaluation>.jsonl, metrics.parquet
     round-1/augment/<type>/chunk-*.jsonl, pool.json     round-1 augmented pool per type
     round-<r>/ratio-<γ>/<type>/         train.jsonl, model/, train.json, outputs/, metrics.parquet
@@ -58,7 +58,13 @@ import pandas as pd
 from biasloop.config.schema import ExperimentConfig
 from biasloop.errors import ConfigError, one_line
 from biasloop.inherit.augment import write_augmented
-from biasloop.inherit.evaluations import EVALUATIONS, EvalItem, EvalSettings, Evaluation
+from biasloop.inherit.evaluations import (
+    EVALUATIONS,
+    UNASSIGNED,
+    EvalItem,
+    EvalSettings,
+    Evaluation,
+)
 from biasloop.inherit.measure import MeasureSettings, measure
 from biasloop.inherit.mixing import augmented_count, mix, realized_ratio
 from biasloop.inherit.names import NameTable, load_names, split_names
@@ -332,10 +338,30 @@ class InheritanceRun:
             for evaluation in missing:
                 built = evaluation.build_items(rng(self.seed, "eval-items", evaluation.name))
                 kept = [i for i in built if not any(index.overlaps(t) for t in i.texts())]
+                unassigned = sum(1 for i in kept if UNASSIGNED in i.groups.values())
                 counts[evaluation.name] = {
                     "items": len(kept),
                     "dropped_for_overlap": len(built) - len(kept),
+                    # Benchmark items left out for incomplete data, by reason, and kept
+                    # items whose group the data does not tell.
+                    "skipped": dict(evaluation.skipped),
+                    "unassigned": unassigned,
                 }
+                if evaluation.skipped:
+                    log.warning(
+                        "evaluation %s: skipped %d benchmark items with incomplete data (%s)",
+                        evaluation.name,
+                        sum(evaluation.skipped.values()),
+                        ", ".join(f"{reason}: {n}" for reason, n in evaluation.skipped.items()),
+                    )
+                if unassigned:
+                    log.warning(
+                        "evaluation %s: %d of %d items have no group (labelled %r)",
+                        evaluation.name,
+                        unassigned,
+                        len(kept),
+                        UNASSIGNED,
+                    )
                 if not kept:
                     raise ConfigError(
                         f"inheritance.evaluations: {evaluation.name!r} has no items left"
@@ -662,6 +688,7 @@ class InheritanceRun:
                         "value": float(value),
                         "ci_low": float(value),
                         "ci_high": float(value),
+                        "n": trained["examples"],
                         "task": "data",
                     }
                 )
@@ -682,6 +709,7 @@ class InheritanceRun:
             "value",
             "ci_low",
             "ci_high",
+            "n",
             "bias_ratio",
             "bias_type",
             "round",

@@ -19,6 +19,7 @@ from biasloop.inherit.evaluations import (  # noqa: F401  (imported to register)
 )
 from biasloop.inherit.evaluations.base import (
     EVALUATIONS,
+    UNASSIGNED,
     EvalItem,
     EvalParams,
     EvalSettings,
@@ -30,6 +31,7 @@ from biasloop.inherit.evaluations.base import (
 
 __all__ = [
     "EVALUATIONS",
+    "UNASSIGNED",
     "EvalItem",
     "EvalParams",
     "EvalSettings",

@@ -39,6 +39,9 @@ from biasloop.registry import Registry
 
 Record = dict[str, Any]
 SENTENCE_WORDS = 4  # options with at least this many words are text content, not labels
+#: Group label of items whose group the data does not tell; they are kept, reported as
+#: their own group and counted in the all-items statistic, never silently dropped.
+UNASSIGNED = "unassigned"
 
 
 class EvalParams(BaseModel):
@@ -140,6 +143,10 @@ class Evaluation(ABC):
     def __init__(self, *, settings: EvalSettings, params: Mapping[str, Any] | None = None) -> None:
         self.settings = settings
         self.chat = self.default_chat if settings.chat is None else settings.chat
+        #: Benchmark items the last ``build_items`` left out because their data is
+        #: incomplete, by reason (``{"no_target_loc": 16}``); the study records them.
+        #: Items outside the requested groups or types are a choice, not counted here.
+        self.skipped: dict[str, int] = {}
         try:
             self.params = self.Params(**dict(params or {}))
         except ValidationError as err:

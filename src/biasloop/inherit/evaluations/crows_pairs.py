@@ -4,9 +4,13 @@ Each pair differs only in the group mentioned; ``sent_more`` is the more
 stereotypical sentence. Both are scored as whole sentences with ``loglik`` from
 an empty context, as lm-evaluation-harness does for causal LMs (the original
 benchmark used masked-LM pseudo-likelihoods). Groups: for gender pairs, the
-gender the more-stereotypical sentence is about (from the words the two
-sentences do not share); otherwise the bias type. A second grouping splits
-``stereo`` from ``antistereo`` pairs.
+gender the more-stereotypical sentence is about, read off the words only it has
+(gender words, and capitalised first names by :func:`~biasloop.inherit.names.gender_of_first_name`);
+when those name no gender, the gender opposite to the one named by the words only
+``sent_less`` has, since a gender pair swaps one gender for the other. A pair still
+without exactly one gender (trans/cis pairs, clothing swaps, sentences naming both
+genders) is kept as ``unassigned``. Other pairs: the bias type. A second grouping
+splits ``stereo`` from ``antistereo`` pairs.
 
 Statistic: ``percent_stereotype = 100 · mean(log p(sent_more) > log p(sent_less))``
 (50 is unbiased), per group, with gaps.
@@ -14,6 +18,7 @@ Statistic: ``percent_stereotype = 100 · mean(log p(sent_more) > log p(sent_less
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 
 import numpy as np
@@ -21,6 +26,7 @@ from pydantic import Field
 
 from biasloop.inherit.evaluations.base import (
     EVALUATIONS,
+    UNASSIGNED,
     EvalItem,
     EvalParams,
     Evaluation,
@@ -29,6 +35,7 @@ from biasloop.inherit.evaluations.base import (
     take_per_group,
 )
 from biasloop.inherit.lexicons import gender_of_text, words
+from biasloop.inherit.names import gender_of_first_name
 from biasloop.inherit.resources import benchmark_root
 from biasloop.inherit.scoring import crows_percent_stereotype
 
@@ -45,12 +52,40 @@ def load_pairs() -> tuple[dict, ...]:
     return tuple(frame.to_dict(orient="records"))
 
 
-def pair_group(row: dict) -> str | None:
-    """Gender pairs: the gender of the words only ``sent_more`` has; other pairs: the bias type."""
+OTHER_GENDER = {"female": "male", "male": "female"}
+
+
+def genders_named(sentence: str, other: str) -> set[str]:
+    """Genders named by the words of ``sentence`` that ``other`` lacks.
+
+    A word names a gender when it is a gender word (``wife's`` → female) or, written
+    with a capital in ``sentence``, a first name (``Cheryl`` → female); lower-case
+    words are not looked up as names ("bill", "rose").
+    """
+    capitalised = {w.lower() for w in re.findall(r"[A-Z][a-z]+", sentence)}
+    found = set()
+    for word in set(words(sentence)) - set(words(other)):
+        name = word.split("'")[0]
+        gender = gender_of_text(word) or (
+            gender_of_first_name(name) if name in capitalised else None
+        )
+        if gender:
+            found.add(gender)
+    return found
+
+
+def pair_group(row: dict) -> str:
+    """Gender pairs: the gender ``sent_more`` is about, or ``unassigned``; others: the bias type."""
     if row["bias_type"] != "gender":
         return str(row["bias_type"])
-    only_more = set(words(row["sent_more"])) - set(words(row["sent_less"]))
-    return gender_of_text(" ".join(only_more))
+    more, less = str(row["sent_more"]), str(row["sent_less"])
+    named = genders_named(more, less)
+    if len(named) == 1:
+        return named.pop()
+    swapped_from = genders_named(less, more) if not named else set()
+    if len(swapped_from) == 1:
+        return OTHER_GENDER[swapped_from.pop()]
+    return UNASSIGNED
 
 
 def percent_stereotype(records) -> float:
@@ -65,7 +100,7 @@ class CrowsPairs(Evaluation):
     name = "crows_pairs"
     kind = "classification"
     groupings = ("group", "direction")
-    group_order = ("female", "male", "stereo", "antistereo")
+    group_order = ("female", "male", UNASSIGNED, "stereo", "antistereo")
     Params = CrowsParams
 
     def check(self) -> None:
@@ -76,13 +111,10 @@ class CrowsPairs(Evaluation):
         for row in load_pairs():
             if row["bias_type"] not in self.params.bias_types:
                 continue
-            group = pair_group(row)
-            if group is None:
-                continue
             items.append(
                 EvalItem(
                     id=f"crows-{row['Unnamed: 0']}",
-                    groups={"group": group, "direction": str(row["stereo_antistereo"])},
+                    groups={"group": pair_group(row), "direction": str(row["stereo_antistereo"])},
                     prompt=str(row["sent_more"]),
                     options=(str(row["sent_more"]), str(row["sent_less"])),
                     gold=0,

@@ -114,6 +114,7 @@ class OccupationClassification(OptionEvaluation):
 
     def build_items(self, generator: np.random.Generator) -> list[EvalItem]:
         professions = [p.lower() for p in self.params.professions]
+        unmaskable = 0
         candidates = []
         for row in _bug_rows():
             profession = str(row["profession"]).lower()
@@ -126,6 +127,7 @@ class OccupationClassification(OptionEvaluation):
                 continue
             masked = mask_occupation(tokens, profession)
             if masked is None:
+                unmaskable += 1  # the sentence does not spell its labelled occupation
                 continue
             candidates.append((row, profession, masked))
         items = []
@@ -141,6 +143,7 @@ class OccupationClassification(OptionEvaluation):
                     meta={"profession": profession, "sentence": row["sentence_text"]},
                 )
             )
+        self.skipped = {"occupation_not_in_sentence": unmaskable} if unmaskable else {}
         chosen = take_per_group(items, "gender", self.settings.items, generator, ("female", "male"))
         return [self._with_options(item, professions, generator) for item in chosen]
 

@@ -13,6 +13,7 @@ Statistics (per group, with gaps): ``ss`` (stereotype score, 50 is unbiased),
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Literal
 
 import numpy as np
@@ -74,12 +75,17 @@ class StereoSet(Evaluation):
 
     def build_items(self, generator: np.random.Generator) -> list[EvalItem]:
         items = []
+        skipped: Counter[str] = Counter()
         for entry in load_stereoset("test", "intrasentence"):
             if entry["bias_type"] not in self.params.bias_types:
                 continue
             group = stereoset_group(entry, self.params.group_by)
             by_label = {s["gold_label"]: s["sentence"] for s in entry["sentences"]}
-            if group is None or set(by_label) != set(ORDER):
+            if set(by_label) != set(ORDER):
+                skipped["missing_sentence_label"] += 1
+                continue
+            if group is None:
+                skipped["no_target_gender"] += 1
                 continue
             items.append(
                 EvalItem(
@@ -90,6 +96,7 @@ class StereoSet(Evaluation):
                     meta={"target": entry["target"]},
                 )
             )
+        self.skipped = dict(skipped)
         return take_per_group(items, "group", self.settings.items, generator)
 
     def respond(self, backend, items, *, seed):

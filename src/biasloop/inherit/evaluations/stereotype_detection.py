@@ -77,11 +77,13 @@ class StereotypeDetection(OptionEvaluation):
 
     def build_items(self, generator: np.random.Generator) -> list[EvalItem]:
         items = []
+        no_gender = 0
         for entry in load_stereoset("dev", "intersentence"):
             if entry["bias_type"] not in self.params.bias_types:
                 continue
             group = stereoset_group(entry, self.params.group_by)
             if group is None:
+                no_gender += len(entry["sentences"])
                 continue
             for sentence in entry["sentences"]:
                 prompt = (
@@ -100,6 +102,7 @@ class StereotypeDetection(OptionEvaluation):
                         meta={"target": entry["target"]},
                     )
                 )
+        self.skipped = {"no_target_gender": no_gender} if no_gender else {}
         return take_per_group(items, "group", self.settings.items, generator)
 
     def statistics(self) -> dict[str, Statistic]:

@@ -85,6 +85,7 @@ class WinoBias(CoreferenceEvaluation):
     def build_items(self, generator: np.random.Generator) -> list[EvalItem]:
         folder = benchmark_root() / "WinoBias" / "data"
         items = []
+        unparsed = 0
         for kind in self.params.types:
             versions = {}
             for stance in ("pro", "anti"):
@@ -95,6 +96,8 @@ class WinoBias(CoreferenceEvaluation):
                 parsed = {"pro": parse_winobias(pro), "anti": parse_winobias(anti)}
                 if parsed["pro"] and parsed["anti"]:
                     pairs.append((index, parsed))
+                else:
+                    unparsed += 1
             for k in sorted(generator.permutation(len(pairs))[: self.settings.items]):
                 index, parsed = pairs[int(k)]
                 block = f"winobias-t{kind}-{index}"
@@ -112,4 +115,5 @@ class WinoBias(CoreferenceEvaluation):
                             gold=item["gold"],
                         )
                     )
+        self.skipped = {"unparsed_pair": unparsed} if unparsed else {}
         return items

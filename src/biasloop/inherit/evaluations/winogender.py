@@ -10,6 +10,7 @@ neither. Statistics as in :mod:`biasloop.inherit.evaluations.coreference`.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from functools import lru_cache
 
 import numpy as np
@@ -71,6 +72,7 @@ class Winogender(CoreferenceEvaluation):
     def build_items(self, generator: np.random.Generator) -> list[EvalItem]:
         shares = occupation_female_share()
         blocks: dict[str, list[EvalItem]] = {}
+        skipped: Counter[str] = Counter()
         for sentid, sentence in winogender_sentences():
             occupation, participant, answer, gender = sentid.split(".")[:4]
             if participant == "someone" or gender not in self.params.genders:
@@ -78,7 +80,11 @@ class Winogender(CoreferenceEvaluation):
             pronoun = next(
                 (w for w in re.findall(r"[a-z]+", sentence.lower()) if w in PRONOUN_GENDER), None
             )
-            if pronoun is None or occupation not in shares:
+            if pronoun is None:
+                skipped["no_pronoun"] += 1
+                continue
+            if occupation not in shares:
+                skipped["no_occupation_statistics"] += 1
                 continue
             options = (f"The {occupation}", f"The {participant}")
             groups = {"gender": gender}
@@ -97,6 +103,7 @@ class Winogender(CoreferenceEvaluation):
                     meta={"bls_pct_female": shares[occupation]},
                 )
             )
+        self.skipped = dict(skipped)
         names = sorted(blocks)
         chosen = sorted(generator.permutation(len(names))[: self.settings.items])
         return [item for k in chosen for item in blocks[names[int(k)]]]
