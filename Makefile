@@ -29,6 +29,7 @@ demo: setup
 	$(BIN)/biasloop run configs/demo.yaml
 
 test: setup browser
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
 
 test-fast: setup

@@ -17,8 +17,8 @@ from biasloop.inherit.evaluations.bbq import (
     load_category,
     target_locations,
 )
-from biasloop.inherit.names import load_names, split_names
-from biasloop.inherit.resources import benchmark_root
+from biasloop.resources.names import load_names, split_names
+from biasloop.resources.files import benchmark_root
 from biasloop.seeding import rng
 
 _, EVAL_NAMES = split_names(load_names(), eval_fraction=0.5, split_seed=0)

@@ -14,9 +14,9 @@ from biasloop.config import load_config
 from biasloop.inherit.evaluations import EVALUATIONS, UNASSIGNED, EvalSettings
 from biasloop.inherit.evaluations.crows_pairs import load_pairs, pair_group
 from biasloop.inherit.measure import MeasureSettings, measure
-from biasloop.inherit.names import gender_of_first_name, load_names, split_names
+from biasloop.resources.names import gender_of_first_name, load_names, split_names
 from biasloop.inherit.study import InheritanceRun
-from biasloop.runner.store import RunStore
+from biasloop.store import RunStore
 from biasloop.seeding import rng
 
 _, EVAL_NAMES = split_names(load_names(), eval_fraction=0.5, split_seed=0)

@@ -7,7 +7,7 @@ import pytest
 
 from biasloop.inherit.evaluations import EVALUATIONS, EvalItem, EvalSettings, choose_options
 from biasloop.inherit.measure import MeasureSettings, measure
-from biasloop.inherit.names import load_names, split_names
+from biasloop.resources.names import load_names, split_names
 from biasloop.inherit.templates import load_roles
 from biasloop.seeding import rng
 

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from biasloop.config import load_config
-from biasloop.config.inheritance import DEFAULT_EVALUATIONS, InheritanceConfig
+from biasloop.config.inheritance import InheritanceConfig
+from biasloop.inherit.evaluations import default_evaluations
 from biasloop.errors import ConfigError
 from biasloop.runner.experiment import check_plugins
 
@@ -26,7 +27,12 @@ def error_of(*overrides: str) -> str:
 def test_defaults_follow_the_spec():
     config = InheritanceConfig()
     assert config.bias_ratios == [0.0, 0.05, 0.1, 0.2, 0.5]
-    assert config.evaluations == list(DEFAULT_EVALUATIONS) and len(config.evaluations) >= 10
+    # Unset: every built-in evaluation, in report order (their `default_rank`).
+    assert config.evaluations is None
+    assert default_evaluations() == [
+        "occupation", "salary", "hiring", "story", "stereotype_detection", "offensive",
+        "bbq", "crows_pairs", "stereoset", "winobias", "winogender",
+    ]
     assert config.attribute == "gender" and config.original.source == "packaged"
 
 

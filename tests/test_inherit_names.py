@@ -7,7 +7,7 @@ import json
 import pytest
 
 from biasloop.errors import DataError
-from biasloop.inherit.names import CULTURES, GENDERS, NAMES_PER_CELL, load_names, split_names
+from biasloop.resources.names import CULTURES, GENDERS, NAMES_PER_CELL, load_names, split_names
 
 
 def test_packaged_table_has_every_gender_and_culture_cell_full():

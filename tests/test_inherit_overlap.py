@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from biasloop.config import load_config
-from biasloop.inherit.names import all_names
+from biasloop.resources.names import all_names
 from biasloop.inherit.overlap import OverlapIndex, overlapping, shingles
 from biasloop.inherit.study import InheritanceRun
-from biasloop.runner.store import RunStore
+from biasloop.store import RunStore
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "inheritance" / "gender.yaml"
 EVERY_TYPE = (

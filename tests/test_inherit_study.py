@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 
 from biasloop.config import load_config
-from biasloop.config.inheritance import DEFAULT_EVALUATIONS
+from biasloop.inherit.evaluations import default_evaluations
 from biasloop.inherit.study import InheritanceRun, Unit, parse_label
 from biasloop.runner.experiment import start_run
-from biasloop.runner.store import METRIC_COLUMNS, RunStore, read_json, read_jsonl
+from biasloop.store import METRIC_COLUMNS, RunStore, read_json, read_jsonl
 
 SMOKE = Path(__file__).resolve().parents[1] / "configs" / "inheritance" / "gender-smoke.yaml"
 TYPES = ("contextual_explicit", "contrastive_implicit")
@@ -47,7 +47,7 @@ def test_conditions_name_ratio_type_and_round(metrics):
             assert set(rows["bias_ratio"]) == {parsed["bias_ratio"]}
 
 
-@pytest.mark.parametrize("evaluation", DEFAULT_EVALUATIONS)
+@pytest.mark.parametrize("evaluation", default_evaluations())
 def test_every_evaluation_reports_per_group_values_and_gaps_for_every_model(metrics, evaluation):
     rows = metrics[metrics["task"] == evaluation]
     assert set(rows["condition"]) == {"base", REFERENCE, *FINE_TUNED}
@@ -118,7 +118,7 @@ def test_augmented_records_keep_type_attribute_target_and_prompt(run_dir):
 
 def test_plots_show_each_evaluation_against_the_bias_ratio(run_dir):
     plots = {p.name for p in (run_dir / "plots").glob("*.png")}
-    for evaluation in DEFAULT_EVALUATIONS:
+    for evaluation in default_evaluations():
         assert {f"{evaluation}.round-1.png", f"{evaluation}.round-2.png"} <= plots
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from biasloop.config.inheritance import AttributeConfig, TemplateConfig
 from biasloop.errors import ConfigError
-from biasloop.inherit.names import load_names, split_names
+from biasloop.resources.names import load_names, split_names
 from biasloop.inherit.templates import (
     CANONICAL_TYPES,
     FRAMINGS,

@@ -14,7 +14,7 @@ import pytest
 
 from biasloop.config import load_config
 from biasloop.runner.experiment import resume_run, start_run
-from biasloop.runner.store import RunStore, read_json
+from biasloop.store import RunStore, read_json
 
 SMOKE = [
     "name=smoke",

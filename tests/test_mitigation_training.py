@@ -10,7 +10,7 @@ import torch
 
 from biasloop.config import MitigationConfig, TrainingConfig
 from biasloop.errors import ConfigError, DataError
-from biasloop.inherit.cues import LexiconSources, Masker, detect_groups, load_lexicons
+from biasloop.resources.cues import LexiconSources, Masker, detect_groups, load_lexicons
 from biasloop.mitigate import TrainingContext, prepare_training_records, training_loss_term
 from biasloop.mitigate.training import alignment_loss
 from biasloop.models.base import TrainExample

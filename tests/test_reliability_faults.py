@@ -28,7 +28,7 @@ from biasloop.config import load_config
 from biasloop.errors import RunStoreError
 from biasloop.io import CHECKSUMS, write_json
 from biasloop.runner.experiment import resume_run, start_run
-from biasloop.runner.store import RunStore, read_json
+from biasloop.store import RunStore, read_json
 
 TINY = [
     "name=faults", "model.name=tiny-random", "task.name=preference",

@@ -34,7 +34,7 @@ from biasloop.config.load import (
 )
 from biasloop.config.schema import ExperimentConfig
 from biasloop.errors import BiasloopError, ConfigError, DataError
-from biasloop.inherit.names import load_names
+from biasloop.resources.names import load_names
 from biasloop.io import read_jsonl
 from biasloop.runner.experiment import check_plugins
 from biasloop.tasks.sources import load_rows

@@ -12,16 +12,16 @@ from biasloop.config.schema import ModelConfig
 from biasloop.errors import ConfigError, RunStoreError
 from biasloop.io import CHECKSUMS, verify_checksums, write_json
 from biasloop.runner.experiment import start_run
-from biasloop.runner.store import RunStore
+from biasloop.store import RunStore
 from biasloop.runner.sweep import run_id
 
 SOURCE = Path(__file__).resolve().parents[1] / "src" / "biasloop"
-# Calls that run code or build objects from data. The one allowed use reads the
-# pickles of the installed names-dataset package when the packaged table is rebuilt.
+# Calls that run code or build objects from data. None is allowed in the package: the
+# names-table rebuild, which reads names-dataset's pickles, is a script outside it.
 UNSAFE_LOADERS = {("pickle", "load"), ("pickle", "loads"), ("joblib", "load"), ("torch", "load"),
                   ("dill", "load"), ("cloudpickle", "load"), ("yaml", "load"),
                   ("yaml", "unsafe_load"), ("yaml", "full_load"), ("numpy", "load"), ("np", "load")}
-ALLOWED = {("inherit/names.py", "build_names_table", "pickle.load")}
+ALLOWED: set[tuple[str, str, str]] = set()
 
 
 def _unsafe_calls() -> set[tuple[str, str, str]]:
@@ -45,7 +45,11 @@ def _unsafe_calls() -> set[tuple[str, str, str]]:
 
 
 def test_no_code_is_run_or_unpickled_from_data_and_generated_text_is_never_evaluated():
-    assert _unsafe_calls() == ALLOWED  # the scanner sees the one allowed use, and no other
+    assert _unsafe_calls() == ALLOWED
+    # The scanner does see such calls: the maintenance script outside the package has one.
+    script = SOURCE.parents[1] / "scripts" / "build_names_table.py"
+    assert "pickle.load(" in script.read_text(encoding="utf-8")
+    assert not any("pickle" in p.read_text(encoding="utf-8") for p in SOURCE.rglob("*.py"))
 
 
 def test_trust_remote_code_is_off_unless_the_config_sets_it():

@@ -25,7 +25,7 @@ from biasloop.cli import app
 from biasloop.config import ExperimentConfig
 from biasloop.report import compare
 from biasloop.report.html import FIGURES_DIR, write_report
-from biasloop.runner.store import RunStore, write_jsonl, write_table
+from biasloop.store import RunStore, write_jsonl, write_table
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 SCRIPT = "<script>alert(1)</script>"

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from biasloop.errors import DataError, RunStoreError
-from biasloop.runner.store import RunStore, read_jsonl, staging_dir, write_json, write_jsonl, write_table
+from biasloop.store import RunStore, read_jsonl, staging_dir, write_json, write_jsonl, write_table
 
 
 def test_atomic_write_leaves_no_temporary_files(tmp_path):

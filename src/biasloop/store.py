@@ -24,7 +24,8 @@ import platform
 import subprocess
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import pandas as pd
 
@@ -70,6 +71,41 @@ def git_revision() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None
+
+
+# ---------------------------------------------------------------- resumable units of work
+T = TypeVar("T")
+
+#: How a unit's output is read back and written, by file suffix.
+_FORMATS: dict[str, tuple[Callable[[Path], Any], Callable[[Path, Any], Any]]] = {
+    ".jsonl": (read_jsonl, write_jsonl),
+    ".json": (read_json, write_json),
+    ".parquet": (pd.read_parquet, write_table),
+}
+
+
+def cached(path: Path, compute: Callable[[], T]) -> T:
+    """The output of one unit of work: read back if a run already wrote it, else computed.
+
+    This is how a killed run resumes: a unit whose output file exists is not redone,
+    and a unit's output is written atomically (and last), so it exists only once the
+    unit is complete. The suffix picks the format: ``.jsonl`` (a list of records),
+    ``.json`` (one object) or ``.parquet`` (a table).
+
+        >>> import tempfile
+        >>> path = Path(tempfile.mkdtemp()) / "answer.json"
+        >>> cached(path, lambda: {"x": 1}), cached(path, lambda: {"x": 2})
+        ({'x': 1}, {'x': 1})
+    """
+    try:
+        read, write = _FORMATS[path.suffix]
+    except KeyError:
+        raise ValueError(f"cached: {path.name!r} has no known format; valid: {', '.join(_FORMATS)}") from None
+    if path.exists():
+        return read(path)
+    value = compute()
+    write(path, value)
+    return value
 
 
 def now() -> str:

@@ -1,7 +1,7 @@
 """Group-data misalignment: which groups texts are about, against target proportions.
 
 Each text's cues (gender words, first names, culture terms; see
-:mod:`biasloop.inherit.cues`) are counted per axis; a text *is about* group ``g``
+:mod:`biasloop.resources.cues`) are counted per axis; a text *is about* group ``g``
 on an axis when all of its cues on that axis point to ``g`` (texts with no cue,
 or cues of several groups, are counted apart as ``none`` and ``mixed``).
 
@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import chisquare
 
-from biasloop.inherit.cues import CueLexicon, detect_groups, dominant_group
+from biasloop.resources.cues import CueLexicon, detect_groups, dominant_group
 
 
 def about_counts(

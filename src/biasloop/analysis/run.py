@@ -46,10 +46,10 @@ from biasloop.analysis.plots import (
 from biasloop.config.load import condition_names, resolved_condition, validate_config
 from biasloop.config.schema import ExperimentConfig, GenerationConfig
 from biasloop.errors import BiasloopError
-from biasloop.inherit.cues import LexiconSources, load_lexicons
+from biasloop.resources.cues import LexiconSources, load_lexicons
 from biasloop.io import read_json, read_jsonl, write_json, write_table, write_text
-from biasloop.runner.store import RunStore
-from biasloop.runner.studies import Track, no_progress
+from biasloop.store import RunStore
+from biasloop.tracking import Track, no_progress
 from biasloop.seeding import derive_seed, rng
 
 log = logging.getLogger("biasloop.analysis")
@@ -95,7 +95,7 @@ def run_config(store: RunStore) -> ExperimentConfig:
 
 def discover_units(store: RunStore, config: ExperimentConfig) -> list[ModelUnit]:
     """``M_0`` of each seed and every finished fine-tune of every condition × seed."""
-    from biasloop.inherit.study import parse_label
+    from biasloop.inherit.units import parse_label
 
     units = []
     for seed in config.seeds or [config.seed]:

@@ -16,22 +16,8 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from biasloop.config.schema import ModelConfig, Section
-
-#: Every downstream evaluation shipped with biasloop, in report order.
-DEFAULT_EVALUATIONS = (
-    "occupation",
-    "salary",
-    "hiring",
-    "story",
-    "stereotype_detection",
-    "offensive",
-    "bbq",
-    "crows_pairs",
-    "stereoset",
-    "winobias",
-    "winogender",
-)
+from biasloop.config.model import ModelConfig
+from biasloop.config.section import Section
 
 
 class OriginalDataConfig(Section):
@@ -226,9 +212,10 @@ class InheritanceConfig(Section):
         description="User attributes (added to or replacing gender, culture, age).",
     )
     names: NamesConfig = NamesConfig()
-    evaluations: list[str] = Field(
-        default_factory=lambda: list(DEFAULT_EVALUATIONS),
-        description="Downstream evaluations to run, by registered name.",
+    evaluations: list[str] | None = Field(
+        None,
+        description="Downstream evaluations to run, by registered name; unset: every built-in "
+        "one, in report order (`biasloop list evaluation`).",
     )
     evaluation_items: int = Field(
         32, ge=1, le=1_000_000, description="Default items per group of every evaluation."
@@ -259,7 +246,9 @@ class InheritanceConfig(Section):
 
     @field_validator("bias_types", "target_groups", "evaluations")
     @classmethod
-    def _non_empty_distinct(cls, value: list[str]) -> list[str]:
+    def _non_empty_distinct(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:  # evaluations: the default list
+            return value
         if not value:
             raise ValueError("must not be empty")
         if len(set(value)) != len(value):

@@ -225,6 +225,11 @@ def load_config(
 ) -> ExperimentConfig:
     """Read ``path`` (YAML; None for all defaults), apply overrides, validate."""
     data = read_yaml(path) if path is not None else {}
+    if path is not None and isinstance(data.get("plugins"), list):
+        from biasloop.plugins import resolve_paths
+
+        # Plug-in files named in a YAML file travel with it: relative to its folder.
+        data["plugins"] = resolve_paths([str(s) for s in data["plugins"]], Path(path).parent)
     data = apply_overrides(data, overrides)
     return validate_config(data, source=str(path) if path is not None else "config")
 

@@ -16,76 +16,14 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-
-def validate_seeds(value: list[int]) -> list[int]:
-    """Seeds are distinct and in torch's and NumPy's range [0, 2**31 - 1]."""
-    if any(s < 0 or s > 2**31 - 1 for s in value):
-        raise ValueError("every seed must be between 0 and 2147483647")
-    if len(set(value)) != len(value):
-        raise ValueError("seeds must be distinct")
-    return value
-
-
-class Section(BaseModel):
-    """Base for every config section: frozen, keyword-only, unknown keys rejected."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, allow_inf_nan=False)
-
-
-from biasloop.config.api import ApiConfig  # noqa: E402  (needs Section)
-
-#: ``model.name`` of a model served behind an OpenAI-compatible API (``model.api``).
-API_BACKEND_NAME = "openai-api"
-
-
-class ModelConfig(Section):
-    """Which causal LM to load and how."""
-
-    name: str = Field(
-        "smollm2-135m-instruct",
-        description="`smollm2-135m-instruct` (embedded default), `tiny-random` (tests), "
-        "any Hugging Face causal LM by hub name or local path, or `openai-api` (a served "
-        "model that only generates; set `model.api`).",
-    )
-    revision: str | None = Field(None, description="Hub revision (branch, tag or commit).")
-    dtype: Literal["float32", "bfloat16"] = Field(
-        "float32", description="Weights and compute dtype."
-    )
-    device: str = Field(
-        "auto",
-        description="`auto` (the first CUDA GPU if torch sees one, else CPU), `cpu`, `cuda`, "
-        "`cuda:N` or `mps`.",
-        pattern=r"^(auto|cpu|mps|cuda(:[0-9]+)?)$",
-    )
-    trust_remote_code: bool = Field(
-        False, description="Allow model code from the hub to run. Off unless set here."
-    )
-    chat_template: bool = Field(
-        True, description="Wrap prompts in the tokenizer's chat template when it has one."
-    )
-    api: ApiConfig | None = Field(
-        None, description="Server, model name and key variable when `name` is `openai-api`; "
-        "see docs/api-backends.md.",
-    )
-
-    @field_validator("name")
-    @classmethod
-    def _name_not_empty(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("must be a model name or path, not empty")
-        return value
-
-    @model_validator(mode="after")
-    def _api_matches_name(self) -> ModelConfig:
-        if self.name == API_BACKEND_NAME and self.api is None:
-            raise ValueError(f"model.api (base_url, model) is required when model.name is "
-                             f"{API_BACKEND_NAME!r}")
-        if self.name != API_BACKEND_NAME and self.api is not None:
-            raise ValueError(f"model.api is only used with model.name {API_BACKEND_NAME!r}, "
-                             f"not {self.name!r}; set model.name: {API_BACKEND_NAME} or drop api")
-        return self
+# Sections with their own modules, re-exported here where every section can be found.
+from biasloop.config.api import ApiConfig  # noqa: F401
+from biasloop.config.inheritance import InheritanceConfig
+from biasloop.config.model import API_BACKEND_NAME, ModelConfig  # noqa: F401
+from biasloop.config.section import Section, validate_seeds
+from biasloop.config.sweep import SweepConfig
 
 
 class GenerationConfig(Section):
@@ -319,6 +257,11 @@ class MitigationConfig(Section):
     acceptance_rate: float | None = Field(
         None, gt=0.0, le=1.0, description="random_rejection: fixed rate (else matched)."
     )
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The mitigation's own options, validated by its `Params` (a plug-in's "
+        "options go here; `biasloop list mitigation` shows each one's).",
+    )
     token: TokenMitigationConfig = Field(default_factory=TokenMitigationConfig)
     mask: MaskMitigationConfig = Field(default_factory=MaskMitigationConfig)
     loss: LossMitigationConfig = Field(default_factory=LossMitigationConfig)
@@ -339,16 +282,22 @@ class RunConfig(Section):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 
-from biasloop.config.inheritance import InheritanceConfig  # noqa: E402  (needs Section)
-from biasloop.config.sweep import SweepConfig  # noqa: E402
 
 
 class ExperimentConfig(Section):
     """A whole experiment: one or more conditions sharing model, task and seed."""
 
     name: str = Field("experiment", description="Run name, used in the run directory name.")
-    study: Literal["scpl", "inheritance"] = Field(
-        "scpl", description="`scpl` (self-consuming loop) or `inheritance` (bias inheritance)."
+    study: str = Field(
+        "scpl",
+        description="Registered study: `scpl` (self-consuming loop) or `inheritance` (bias "
+        "inheritance), or one a plug-in registers.",
+    )
+    plugins: list[str] = Field(
+        default_factory=list,
+        description="Plug-in modules to load first: module names (`my_package.plugins`) or "
+        "`.py` files (relative to this YAML file's folder); they register tasks, "
+        "evaluations, mitigations, feedback rules, … (`biasloop list` shows them).",
     )
     seed: int = Field(0, ge=0, le=2**31 - 1, description="Base seed of the run.")
     seeds: list[int] = Field(

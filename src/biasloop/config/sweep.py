@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from biasloop.config.schema import Section, validate_seeds
+from biasloop.config.section import Section, validate_seeds
 
 # A dotted path of config field names, e.g. ``feedback.rule`` or ``task.params.topics``.
 _AXIS = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_-]+)*")

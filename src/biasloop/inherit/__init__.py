@@ -2,7 +2,7 @@
 
 Modules, in the order data flows through them:
 
-* :mod:`~biasloop.inherit.names`, :mod:`~biasloop.inherit.lexicons`: packaged names and word lists;
+* (packaged names and word lists are shared resources: :mod:`biasloop.resources`);
 * :mod:`~biasloop.inherit.templates`: the bias generation framework (framing × scope × visibility);
 * :mod:`~biasloop.inherit.original`: the original data ``D_o``;
 * :mod:`~biasloop.inherit.augment`: the augmented data ``D_a`` written by the model;

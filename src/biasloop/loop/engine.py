@@ -4,8 +4,9 @@ For each generation ``t = 0..T-1`` the loop runs
 serve → curate → evaluate → feedback → assemble → train, and after the last one
 it evaluates the final model ``M_T`` (reported as generation ``T``).
 
-Every step writes its output into ``gen-<t>/`` through the run store, and a step
-whose output exists is skipped, so a killed run resumes where it stopped.
+Every step is a unit of work whose output in ``gen-<t>/`` goes through
+:func:`biasloop.store.cached`: read back if it exists, else computed and written
+atomically, so a killed run resumes where it stopped.
 Generation is cut into chunks of ``generation.batch_size`` queries, each written
 as its own part file and seeded by ``derive_seed(seed, condition, t, step, chunk)``,
 so a resumed run draws exactly the samples an uninterrupted one would.
@@ -42,18 +43,18 @@ from biasloop.metrics import scpl as metrics
 from biasloop.metrics.stats import bootstrap_ci
 from biasloop.mitigate import (
     MITIGATIONS,
-    THRESHOLDED,
     CandidateSet,
     CurationContext,
     TrainingContext,
     acceptance_rates,
+    check_mitigation,
+    mitigation_params,
     prepare_training_records,
     training_loss_term,
 )
 from biasloop.models.base import ModelBackend, TrainExample
-from biasloop.report.plots import plot_loop
-from biasloop.runner.store import RunStore, read_json, read_jsonl, write_json, write_jsonl, write_table
-from biasloop.runner.studies import STUDIES, Study, Track, no_progress
+from biasloop.store import RunStore, cached, read_json, read_jsonl, write_jsonl
+from biasloop.tracking import Track, no_progress
 from biasloop.seeding import derive_seed, rng
 from biasloop.tasks.base import Query, Task
 
@@ -135,12 +136,11 @@ class LoopRun:
     # ------------------------------------------------------------------ the loop
     def run(self) -> None:
         generations = self.config.loop.generations
-        state_path = self.gen_dir(0) / "state.json"
-        if not state_path.exists():
-            initial = PopulationState.from_shares(
-                self.target_shares, total=self.config.feedback.initial_population
-            )
-            write_json(state_path, {"shares": initial.shares, "population": initial.population})
+        initial = PopulationState.from_shares(
+            self.target_shares, total=self.config.feedback.initial_population
+        )
+        cached(self.gen_dir(0) / "state.json",
+               lambda: {"shares": initial.shares, "population": initial.population})
         for t in range(generations):
             log.info("condition %s seed %d: generation %d/%d", self.condition, self.seed, t + 1, generations)
             served = self.serve(t)
@@ -159,9 +159,11 @@ class LoopRun:
 
     def serve(self, t: int) -> list[Query]:
         """Draw n queries: group g with probability p_t(g), then a query from g's train pool."""
-        path = self.gen_dir(t) / "served.jsonl"
-        if path.exists():
-            return [_query_from(r) for r in read_jsonl(path)]
+        records = cached(self.gen_dir(t) / "served.jsonl",
+                         lambda: [_query_record(q) for q in self._draw_served(t)])
+        return [_query_from(r) for r in records]
+
+    def _draw_served(self, t: int) -> list[Query]:
         shares = self.state(t).shares
         generator = rng(self.seed, self.condition, t, "serve")
         probabilities = np.array([shares[g] for g in self.groups])
@@ -171,7 +173,6 @@ class LoopRun:
         for index in groups:
             pool = self.task.queries(self.groups[index], "train")
             served.append(pool[int(generator.integers(len(pool)))])
-        write_jsonl(path, [_query_record(q) for q in served])
         return served
 
     # ------------------------------------------------------------------ candidates
@@ -181,23 +182,22 @@ class LoopRun:
         records: list[dict[str, Any]] = []
         chunks = _chunks(list(queries), self.config.generation.batch_size)
         for index, chunk in enumerate(self.track(f"gen {t} {step}", chunks)):
-            path = folder / f"{index:05d}.jsonl"
-            if path.exists():
-                records.extend(read_jsonl(path))
-                continue
-            self.use_model(t)
-            responses = self.backend.generate(
-                [q.prompt for q in chunk], config=self.config.generation, num_samples=k,
-                seed=derive_seed(self.seed, self.condition, t, step, index),
-            )
-            part = [
-                {"query_id": q.id, "group": q.group, "prompt": q.prompt, "responses": r,
-                 "rewards": [float(x) for x in self.task.reward(q.group, [q] * len(r), r)]}
-                for q, r in zip(chunk, responses)
-            ]
-            write_jsonl(path, part)
-            records.extend(part)
+            records.extend(cached(folder / f"{index:05d}.jsonl",
+                                  lambda: self._respond_chunk(t, step, index, chunk, k)))
         return records
+
+    def _respond_chunk(self, t: int, step: str, index: int, chunk: Sequence[Query],
+                       k: int) -> list[dict[str, Any]]:
+        self.use_model(t)
+        responses = self.backend.generate(
+            [q.prompt for q in chunk], config=self.config.generation, num_samples=k,
+            seed=derive_seed(self.seed, self.condition, t, step, index),
+        )
+        return [
+            {"query_id": q.id, "group": q.group, "prompt": q.prompt, "responses": r,
+             "rewards": [float(x) for x in self.task.reward(q.group, [q] * len(r), r)]}
+            for q, r in zip(chunk, responses)
+        ]
 
     def generate_candidates(self, t: int, served: Sequence[Query]) -> list[CandidateSet]:
         """k candidates per served query, plus resample rounds for rejected queries."""
@@ -205,7 +205,7 @@ class LoopRun:
         k = mitigation.candidates
         records = self._respond(t, "candidates/r0", served, k)
         by_position = [dict(r) for r in records]
-        resample = mitigation.on_reject == "resample" and mitigation.name in THRESHOLDED
+        resample = mitigation.on_reject == "resample" and MITIGATIONS.get(mitigation.name).thresholded
         for round_index in range(1, (mitigation.max_resamples if resample else 0) + 1):
             pending = [i for i, r in enumerate(by_position) if max(r["rewards"]) < mitigation.threshold]
             if not pending:
@@ -223,11 +223,12 @@ class LoopRun:
     # ------------------------------------------------------------------ 2. curate
     def curate(self, t: int, candidates: Sequence[CandidateSet]) -> dict[str, Any]:
         """Apply the mitigation; write S_t, the acceptance rate per group and any fallbacks."""
-        path = self.gen_dir(t) / "curation.json"
-        if path.exists():
-            return read_json(path)
+        return cached(self.gen_dir(t) / "curation.json", lambda: self._curate(t, candidates))
+
+    def _curate(self, t: int, candidates: Sequence[CandidateSet]) -> dict[str, Any]:
         context = CurationContext(
-            config=self.config.mitigation, groups=self.groups, shares=self.state(t).shares,
+            config=self.config.mitigation, params=mitigation_params(self.config.mitigation),
+            groups=self.groups, shares=self.state(t).shares,
             target_shares=self.target_shares, rng=rng(self.seed, self.condition, t, "curate"),
         )
         accepted = MITIGATIONS.get(self.config.mitigation.name).curate(candidates, context)
@@ -240,11 +241,9 @@ class LoopRun:
         rates = acceptance_rates(candidates, accepted, self.groups)
         for (name, group), count in context.fallbacks.items():
             log.warning("generation %d: curation fallback %s for group %r (%d)", t, name, group, count)
-        record = {"acceptance_rate": rates, "accepted": len(accepted), "served": len(candidates),
-                  "fallbacks": [{"name": n, "group": g, "count": c}
-                                for (n, g), c in context.fallbacks.items()]}
-        write_json(path, record)
-        return record
+        return {"acceptance_rate": rates, "accepted": len(accepted), "served": len(candidates),
+                "fallbacks": [{"name": n, "group": g, "count": c}
+                              for (n, g), c in context.fallbacks.items()]}
 
     # ------------------------------------------------------------------ 3. evaluate
     def evaluate(self, t: int) -> dict[str, Any]:
@@ -278,9 +277,11 @@ class LoopRun:
         return metrics.perplexity(logliks, counts), len(held_out)
 
     def write_metrics(self, t: int, evaluation: dict[str, Any], *, curation: dict[str, Any] | None) -> None:
-        path = self.gen_dir(t) / "metrics.parquet"
-        if path.exists():
-            return
+        cached(self.gen_dir(t) / "metrics.parquet",
+               lambda: pd.DataFrame(self._metric_rows(t, evaluation, curation)))
+
+    def _metric_rows(self, t: int, evaluation: dict[str, Any],
+                     curation: dict[str, Any] | None) -> list[dict[str, Any]]:
         settings = self.config.metrics
         seed = derive_seed(self.seed, self.condition, t, "bootstrap")
         rows: list[dict[str, Any]] = []
@@ -354,14 +355,14 @@ class LoopRun:
             for name in sorted({n for n, _ in counts}):
                 for group in self.groups:
                     add(f"fallback_{name}", counts.get((name, group), 0), group=group)
-        write_table(path, pd.DataFrame(rows))
+        return rows
 
     # ------------------------------------------------------------------ 4. feedback
     def feedback(self, t: int, evaluation: dict[str, Any]) -> None:
         """p_{t+1} = F(p_t, q_t) with q_t(g) the mean quality of group g on E_g."""
-        path = self.gen_dir(t + 1) / "state.json"
-        if path.exists():
-            return
+        cached(self.gen_dir(t + 1) / "state.json", lambda: self._next_state(t, evaluation))
+
+    def _next_state(self, t: int, evaluation: dict[str, Any]) -> dict[str, Any]:
         quality = {
             g: float(np.mean([q for q, query in zip(evaluation["quality"], evaluation["queries"])
                               if query.group == g]))
@@ -372,8 +373,7 @@ class LoopRun:
         if new_state.extinct:
             log.warning("generation %d: every group has left (N = 0); generation %d serves "
                         "uniform shares (counted as fallback_uniform_shares)", t, t + 1)
-        write_json(path, {"shares": new_state.shares, "population": new_state.population,
-                          "quality": quality})
+        return {"shares": new_state.shares, "population": new_state.population, "quality": quality}
 
     # ------------------------------------------------------------------ 5. assemble
     def assemble(self, t: int) -> list[dict[str, Any]]:
@@ -383,9 +383,9 @@ class LoopRun:
         ``|S|`` synthetic examples and λ < 1 the real part has ``round(|S|·(1−λ)/λ)``
         examples (``n`` when λ = 0).
         """
-        path = self.gen_dir(t) / "train.jsonl"
-        if path.exists():
-            return read_jsonl(path)
+        return cached(self.gen_dir(t) / "train.jsonl", lambda: self._assemble(t))
+
+    def _assemble(self, t: int) -> list[dict[str, Any]]:
         loop = self.config.loop
         sources = [t] if loop.data_policy == "replace" else list(range(t + 1))
         synthetic = [r for s in sources for r in read_jsonl(self.gen_dir(s) / "synthetic.jsonl")]
@@ -406,22 +406,24 @@ class LoopRun:
                 real.append({"id": f"real-{t}-{draw}", "group": query.group, "prompt": query.prompt,
                              "response": query.reference, "source": "real", "generation": t,
                              "meta": {"query_id": query.id, "weight": 1.0}})
-        records = synthetic + real
-        write_jsonl(path, records)
-        return records
+        return synthetic + real
 
     # ------------------------------------------------------------------ 6. train
     def train(self, t: int, records: Sequence[dict[str, Any]]) -> None:
-        """M_{t+1} = Train(M_0, D_{t+1}) (retrain) or Train(M_t, D_{t+1}) (incremental)."""
-        done = self.gen_dir(t) / "train.json"
-        if done.exists():
-            return
+        """M_{t+1} = Train(M_0, D_{t+1}) (retrain) or Train(M_t, D_{t+1}) (incremental).
+
+        ``train.json`` (losses, sizes) is written last, once the model is saved.
+        """
+        cached(self.gen_dir(t) / "train.json", lambda: self._train(t, records))
+
+    def _train(self, t: int, records: Sequence[dict[str, Any]]) -> dict[str, Any]:
         if self.config.loop.type == "retrain":
             self.backend.reset_to_base()
         else:
             self.use_model(t)
         self.loaded_generation = None  # the backend is being changed
-        prepared = prepare_training_records(records, TrainingContext(config=self.config.mitigation))
+        prepared = prepare_training_records(records, TrainingContext(
+            config=self.config.mitigation, params=mitigation_params(self.config.mitigation)))
         extra_loss = training_loss_term(self.config.mitigation)
         if extra_loss is not None and all(r["source"] == "synthetic" for r in records):
             log.warning("mitigation %s: generation %d has no real records to align with; its "
@@ -444,10 +446,10 @@ class LoopRun:
             log.warning("generation %d: empty training set; M_%d = M_%d", t, t + 1, t)
             losses, tokens, seconds = [], 0, 0.0
         self.backend.save(self.gen_dir(t) / "model")
-        write_json(done, {"examples": len(examples), "step_losses": losses,
-                          "mean_loss": float(np.mean(losses)) if losses else math.nan,
-                          "tokens": tokens, "seconds": seconds})
         self.loaded_generation = t + 1
+        return {"examples": len(examples), "step_losses": losses,
+                "mean_loss": float(np.mean(losses)) if losses else math.nan,
+                "tokens": tokens, "seconds": seconds}
 
 
 def check_scpl(config: ExperimentConfig) -> None:
@@ -458,7 +460,7 @@ def check_scpl(config: ExperimentConfig) -> None:
 
     check_trainable(config.model, "model")
     FEEDBACK_RULES.get(config.feedback.rule)
-    MITIGATIONS.get(config.mitigation.name)
+    check_mitigation(config.mitigation)
     validate_task_params(config.task)
 
 
@@ -468,6 +470,3 @@ def run_scpl(*, config: ExperimentConfig, condition: str, seed: int, store: RunS
     LoopRun(config=config, condition=condition, seed=seed, store=store,
             backend=components.backend(config.model), task=components.task(config.task, seed),
             track=track or no_progress).run()
-
-
-STUDIES.register("scpl")(Study(run=run_scpl, check=check_scpl, plot=plot_loop))

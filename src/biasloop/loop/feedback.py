@@ -57,7 +57,7 @@ class PopulationState:
 
 
 FeedbackRule = Callable[[PopulationState, Mapping[str, float], FeedbackConfig], PopulationState]
-FEEDBACK_RULES: Registry[FeedbackRule] = Registry("feedback rule")
+FEEDBACK_RULES: Registry[FeedbackRule] = Registry("feedback rule", field="feedback.rule")
 
 
 def floor_shares(shares: Mapping[str, float], min_share: float) -> dict[str, float]:

@@ -20,10 +20,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from biasloop.config.schema import MitigationConfig
+from biasloop.errors import ConfigError
 from biasloop.models.base import ExtraLoss
 from biasloop.registry import Registry
+
+
+class NoParams(BaseModel):
+    """A mitigation without options of its own."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -63,6 +71,7 @@ class CurationContext:
     """
 
     config: MitigationConfig
+    params: BaseModel = field(default_factory=NoParams)
     groups: Sequence[str]
     shares: Mapping[str, float]
     target_shares: Mapping[str, float]
@@ -80,6 +89,7 @@ class TrainingContext:
 
     config: MitigationConfig
     names_file: str | None = None
+    params: BaseModel = field(default_factory=NoParams)
 
 
 Curation = Callable[[Sequence[CandidateSet], CurationContext], list[Accepted]]
@@ -103,24 +113,69 @@ def first_candidates(served: Sequence[CandidateSet], context: CurationContext) -
 
 @dataclass(frozen=True, kw_only=True)
 class Mitigation:
-    """A registered mitigation; parts left ``None`` change nothing."""
+    """A registered mitigation; parts left ``None`` change nothing.
+
+    ``thresholded``: acceptance depends on the reward threshold ``mitigation.threshold``,
+    so resampling rejected queries (``on_reject: resample``) can help.
+    ``Params``: the pydantic model of its own options, given as ``mitigation.params``
+    and handed to it as ``context.params``. ``summary``: one line for ``biasloop list``.
+    """
 
     curate: Curation = first_candidates
     rewrite: Rewrite | None = None
     loss_term: LossTerm | None = None
+    thresholded: bool = False
+    Params: type[BaseModel] = NoParams
+    summary: str = ""
 
 
-MITIGATIONS: Registry[Mitigation] = Registry("mitigation")
+MITIGATIONS: Registry[Mitigation] = Registry(
+    "mitigation", field="mitigation.name", discover="biasloop.mitigate"
+)
 
 
-def register_curation(name: str) -> Callable[[Curation], Curation]:
-    """Register a curation-only mitigation under ``name`` (decorator)."""
+def register_curation(
+    name: str, *, thresholded: bool = False, Params: type[BaseModel] = NoParams  # noqa: N803
+) -> Callable[[Curation], Curation]:
+    """Register a curation-only mitigation under ``name`` (decorator).
+
+    Its summary is the first line of the function's docstring.
+    """
 
     def decorate(curate: Curation) -> Curation:
-        MITIGATIONS.register(name)(Mitigation(curate=curate))
+        summary = (curate.__doc__ or "").strip().splitlines()[0] if curate.__doc__ else ""
+        MITIGATIONS.register(name)(
+            Mitigation(curate=curate, thresholded=thresholded, Params=Params, summary=summary)
+        )
         return curate
 
     return decorate
+
+
+def mitigation_params(config: MitigationConfig) -> BaseModel:
+    """``mitigation.params`` validated by the named mitigation's ``Params`` (one-line error)."""
+    from biasloop.config.load import format_validation_error
+
+    mitigation = MITIGATIONS.get(config.name)
+    try:
+        return mitigation.Params(**config.params)
+    except ValidationError as err:
+        raise ConfigError(
+            format_validation_error(err, model=mitigation.Params, prefix="mitigation.params.")
+        ) from None
+
+
+def check_mitigation(config: MitigationConfig) -> None:
+    """Fail before any work on an unknown mitigation, bad params, or an option it cannot use."""
+    mitigation = MITIGATIONS.get(config.name)
+    mitigation_params(config)
+    if config.on_reject == "resample" and not mitigation.thresholded:
+        thresholded = [n for n in MITIGATIONS.names() if MITIGATIONS.get(n).thresholded]
+        raise ConfigError(
+            f"mitigation.on_reject: 'resample' needs a mitigation with a reward threshold; "
+            f"{config.name!r} has none; valid: drop, or mitigation.name one of "
+            f"{', '.join(thresholded)}"
+        )
 
 
 def is_augmented(record: Mapping[str, Any]) -> bool:
@@ -140,11 +195,6 @@ def training_loss_term(config: MitigationConfig) -> ExtraLoss | None:
     """The configured mitigation's extra loss term, if it has one."""
     loss_term = MITIGATIONS.get(config.name).loss_term
     return None if loss_term is None else loss_term(config)
-
-# Mitigations whose acceptance depends on the reward threshold, so that resampling
-# rejected queries can help.
-THRESHOLDED = {"reward_rejection", "balanced_reward_rejection"}
-
 
 def acceptance_rates(
     served: Sequence[CandidateSet], accepted: Sequence[Accepted], groups: Sequence[str]

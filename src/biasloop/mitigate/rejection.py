@@ -33,14 +33,14 @@ def _accept(candidates: CandidateSet, index: int, weight: float = 1.0) -> Accept
 register_curation("none")(first_candidates)
 
 
-@register_curation("reward_rejection")
+@register_curation("reward_rejection", thresholded=True)
 def reward_rejection(served: Sequence[CandidateSet], context: CurationContext) -> list[Accepted]:
     """Best-of-k by the query group's reward, accepted iff ``max_i r_g(y_i) ≥ τ``."""
     threshold = context.config.threshold
     return [_accept(c, c.best()) for c in served if c.rewards[c.best()] >= threshold]
 
 
-@register_curation("balanced_reward_rejection")
+@register_curation("balanced_reward_rejection", thresholded=True)
 def balanced_reward_rejection(
     served: Sequence[CandidateSet], context: CurationContext
 ) -> list[Accepted]:

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from biasloop.config.schema import MitigationConfig
-from biasloop.inherit.cues import LexiconSources, Masker, load_lexicons
+from biasloop.resources.cues import LexiconSources, Masker, load_lexicons
 from biasloop.mitigate.base import MITIGATIONS, Mitigation, TrainingContext, is_augmented
 from biasloop.models.base import ExtraLoss
 
@@ -96,6 +96,18 @@ def _alignment_term(config: MitigationConfig) -> ExtraLoss:
     return alignment_loss(config.loss.weight)
 
 
-MITIGATIONS.register("token")(Mitigation(rewrite=tag_augmented))
-MITIGATIONS.register("mask")(Mitigation(rewrite=mask_augmented))
-MITIGATIONS.register("loss")(Mitigation(loss_term=_alignment_term))
+MITIGATIONS.register("token")(
+    Mitigation(rewrite=tag_augmented, summary="Prefix each augmented example with a bias-warning tag.")
+)
+MITIGATIONS.register("mask")(
+    Mitigation(
+        rewrite=mask_augmented,
+        summary="Replace gendered words, names and culture terms in augmented text.",
+    )
+)
+MITIGATIONS.register("loss")(
+    Mitigation(
+        loss_term=_alignment_term,
+        summary="SFT loss + μ·‖mean h_L(original) − mean h_L(augmented)‖² per batch.",
+    )
+)

@@ -24,11 +24,12 @@ logger = logging.getLogger("biasloop.models")
 BackendFactory = Callable[[ModelConfig], ModelBackend]
 
 #: Built-in model names and the function that loads each.
-BACKENDS: Registry[BackendFactory] = Registry("model backend")
+BACKENDS: Registry[BackendFactory] = Registry("model backend", field="model.name")
 
 
 @BACKENDS.register("smollm2-135m-instruct")
 def _load_embedded(config: ModelConfig) -> ModelBackend:
+    """SmolLM2-135M-Instruct, embedded: converted once from the packaged GGUF, then cached."""
     from biasloop.models.embedded import load_embedded
 
     return load_embedded(config)
@@ -36,6 +37,7 @@ def _load_embedded(config: ModelConfig) -> ModelBackend:
 
 @BACKENDS.register("tiny-random")
 def _load_tiny(config: ModelConfig) -> ModelBackend:
+    """A tiny randomly initialised Llama with the SmolLM2 tokenizer, for tests."""
     from biasloop.models.tiny import load_tiny
 
     return load_tiny(config)
@@ -43,6 +45,7 @@ def _load_tiny(config: ModelConfig) -> ModelBackend:
 
 @BACKENDS.register(API_BACKEND_NAME)
 def _load_api(config: ModelConfig) -> ModelBackend:
+    """A model behind an OpenAI-compatible API (`model.api`); it can only generate."""
     from biasloop.models.openai_api import load_api_backend
 
     return load_api_backend(config)

@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 
 from biasloop.errors import RunStoreError
-from biasloop.runner.store import MANIFEST, METRIC_COLUMNS, RunStore, read_jsonl
+from biasloop.store import MANIFEST, METRIC_COLUMNS, RunStore, read_jsonl
 
 # Config keys that never tell runs of a sweep apart.
 _NOT_AN_AXIS = {"name", "seed", "seeds"}

@@ -35,7 +35,7 @@ import pandas as pd
 from scipy import stats
 
 from biasloop.metrics.aggregate import summarize_seeds
-from biasloop.runner.store import MEASUREMENT_COLUMNS, METRIC_COLUMNS
+from biasloop.store import MEASUREMENT_COLUMNS, METRIC_COLUMNS
 
 CONTROL_NAMES = ("static", "none", "control", "baseline")
 BIAS_RATIO = "bias_ratio"

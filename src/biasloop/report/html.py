@@ -37,7 +37,7 @@ from biasloop.report import compare
 from biasloop.report.collect import ReportInput, collect, read_samples
 from biasloop.report.describe import describe
 from biasloop.report.plots import plot_bars, plot_lines, series_colours
-from biasloop.runner.store import now, staging_dir, write_bytes, write_text
+from biasloop.store import now, staging_dir, write_bytes, write_text
 
 REPORT_FILE = "report.html"
 FIGURES_DIR = "figures"

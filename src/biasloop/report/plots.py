@@ -17,7 +17,7 @@ matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from biasloop.runner.store import write_bytes  # noqa: E402
+from biasloop.store import write_bytes  # noqa: E402
 
 # (metric, per-group?) panels of the loop's figure, in reading order.
 LOOP_PANELS = [

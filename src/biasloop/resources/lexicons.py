@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from biasloop.inherit.resources import data_dir, packaged_json
+from biasloop.resources.files import data_dir, packaged_json
 
 PRONOUNS = {
     "female": ("she", "her", "hers", "herself"),

@@ -1,21 +1,22 @@
 """Real first names by gender and culture, and their split into augmentation and evaluation.
 
 The packaged table ``data/inheritance/names.json`` was made once by
-:func:`build_names_table` from the ``names-dataset`` package (MIT; first names
-with per-country rank and gender share). A name enters culture ``c`` and gender
-``g`` when
+``scripts/build_names_table.py`` (in the source repository, outside the package)
+from the ``names-dataset`` package (MIT; first names with per-country rank and
+gender share). A name enters culture ``c`` and gender ``g`` when
 
 * it is written in Latin letters and has at least 3 of them;
 * at least 90 % of its bearers are of gender ``g`` (75 % for Chinese, whose
   romanised given names are less gendered);
 * at least 50 % of its bearers live in the culture's countries
-  (:data:`CULTURE_COUNTRIES`);
+  (``CULTURE_COUNTRIES`` in the script);
 * it is ranked in one of the culture's main countries and is not ranked higher
   there as a last name (drops surnames such as Wang or Chen);
 * Chinese only: it is not among the top 3000 first names of the US, the UK,
   Indonesia, India or the Philippines (drops English and Indonesian names common
   among users in Chinese-speaking regions);
-* it is not on :data:`EXCLUDED` (nicknames, kinship words, unaccented duplicates);
+* it is not on the script's ``EXCLUDED`` list (nicknames, kinship words, unaccented
+  duplicates);
 
 and the first :data:`NAMES_PER_CELL` by best rank in the main countries are kept.
 Users can replace the table with ``inheritance.names.file``.
@@ -41,85 +42,12 @@ from pathlib import Path
 from typing import Any
 
 from biasloop.errors import DataError, one_line
-from biasloop.inherit.resources import benchmark_root, packaged_json
-from biasloop.tasks.sources import split_hash
+from biasloop.resources.files import benchmark_root, packaged_json
+from biasloop.seeding import split_hash
 
 GENDERS = ("female", "male")
 CULTURES = ("arabic", "chinese", "portuguese", "spanish")
 NAMES_PER_CELL = 20
-
-#: Countries (ISO alpha-2) whose residents count towards a culture, and its main countries.
-CULTURE_COUNTRIES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    # Gulf states are left out: their name lists are dominated by South Asian migrants.
-    "arabic": (
-        ("SA", "EG", "JO", "MA", "IQ", "DZ", "TN", "LB", "SY", "YE", "LY", "PS", "SD"),
-        ("SA", "EG", "JO", "MA", "IQ", "DZ", "TN"),
-    ),
-    "chinese": (("CN", "TW", "HK", "MO", "SG", "MY"), ("CN",)),
-    "portuguese": (("PT", "BR", "AO", "MZ"), ("PT", "BR")),
-    "spanish": (
-        (
-            "ES",
-            "MX",
-            "AR",
-            "CO",
-            "CL",
-            "PE",
-            "VE",
-            "EC",
-            "GT",
-            "CU",
-            "BO",
-            "DO",
-            "HN",
-            "PY",
-            "SV",
-            "NI",
-            "CR",
-            "PA",
-            "UY",
-            "PR",
-        ),
-        ("ES", "MX", "AR", "CO"),
-    ),
-}
-
-#: Dropped by hand: nicknames, kinship words ("Oum" = mother of), short forms,
-#: unaccented duplicates and English given names.
-EXCLUDED = frozenset(
-    {
-        "Oum",
-        "Abdou",
-        "Moh",
-        "Abo",
-        "Abou",
-        "Simo",
-        "Fati",
-        "Joao",
-        "Lupita",
-        "Mari",
-        "Mafer",
-        "Eason",
-        "Anson",
-        "Winson",
-        "Queenie",
-        "Rainbow",
-        "Jolin",
-        "Yoyo",
-        "Hebe",
-        "Queena",
-        "Icey",
-        "Amily",
-        "Rainie",
-        "Fion",
-        "Jhon",
-        "Leidy",
-        "Mohamad",
-        "Mouhamed",
-        "Antônio",
-    }
-)
-
 
 @dataclass(frozen=True, kw_only=True)
 class Person:
@@ -251,67 +179,6 @@ def split_names(
             evaluate.extend(cell[:n_eval])
             augment.extend(cell[n_eval:])
     return NameTable(tuple(augment)), NameTable(tuple(evaluate))
-
-
-# --------------------------------------------------------------------------- building the table
-
-
-def _candidates(
-    first: Mapping[str, Any], last: Mapping[str, Any], culture: str, gender_code: str
-) -> list[str]:
-    import re
-
-    latin = re.compile(r"^[A-Z][a-zà-ÿ]{2,}$")
-    countries, main = CULTURE_COUNTRIES[culture]
-    min_gender_share = 0.75 if culture == "chinese" else 0.9
-    ranked: list[tuple[int, str]] = []
-    for name, info in first.items():
-        if not latin.match(name) or name in EXCLUDED:
-            continue
-        if (info["gender"] or {}).get(gender_code, 0) < min_gender_share:
-            continue
-        if sum(p for c, p in info["country"].items() if c in countries) < 0.5:
-            continue
-        ranks = [info["rank"][c] for c in main if c in info["rank"]]
-        if not ranks:
-            continue
-        best = min(ranks)
-        if culture == "chinese" and any(
-            info["rank"].get(c, 10**9) <= 3000 for c in ("US", "GB", "ID", "IN", "PH")
-        ):
-            continue
-        as_last = last.get(name)
-        if as_last and any(c in as_last["rank"] and as_last["rank"][c] < best for c in main):
-            continue
-        ranked.append((best, name))
-    return [name for _, name in sorted(ranked)]
-
-
-def build_names_table(
-    names_dataset_dir: str | Path, *, per_cell: int = NAMES_PER_CELL
-) -> dict[str, Any]:
-    """Rebuild ``names.json`` from an installed ``names-dataset`` (``pip install --no-deps``).
-
-    ``names_dataset_dir`` is the package folder holding ``v3/first_names.pkl.gz``.
-    """
-    import gzip
-    import pickle  # the package's own data format; only read from the installed package
-
-    folder = Path(names_dataset_dir) / "v3"
-    with gzip.open(folder / "first_names.pkl.gz", "rb") as handle:
-        first = pickle.load(handle)
-    with gzip.open(folder / "last_names.pkl.gz", "rb") as handle:
-        last = pickle.load(handle)
-    cultures: dict[str, dict[str, list[str]]] = {}
-    for culture in CULTURE_COUNTRIES:
-        cultures[culture] = {
-            gender: _candidates(first, last, culture, gender[0].upper())[:per_cell]
-            for gender in GENDERS
-        }
-    return {
-        "source": "names-dataset 3.3.1 (MIT), first_names.pkl.gz; rules in biasloop.inherit.names",
-        "cultures": cultures,
-    }
 
 
 def all_names(tables: Iterable[NameTable]) -> set[str]:

@@ -44,9 +44,10 @@ class Executor:
 
     run: Callable[..., None]
     session: Callable[[SweepConfig], AbstractContextManager[None]]
+    summary: str = ""  # one line, shown by `biasloop list`
 
 
-EXECUTORS: Registry[Executor] = Registry("executor")
+EXECUTORS: Registry[Executor] = Registry("executor", field="--executor")
 
 
 def get_executor(settings: SweepConfig) -> Executor:
@@ -149,7 +150,9 @@ def _run_processes(work: Work, units: Sequence[Any], *, parallel: int, on_start:
             receive.close()
 
 
-EXECUTORS.register("local")(Executor(run=_run_local, session=_local_session))
+EXECUTORS.register("local")(
+    Executor(run=_run_local, session=_local_session, summary="Runs one after another here, or in `max_parallel` worker processes.")
+)
 
 
 # ---------------------------------------------------------------- ray
@@ -265,4 +268,6 @@ def _run_ray(work: Work, units: Sequence[Any], *, settings: SweepConfig, on_star
             on_done(unit, outcome, lost)
 
 
-EXECUTORS.register("ray")(Executor(run=_run_ray, session=_ray_session))
+EXECUTORS.register("ray")(
+    Executor(run=_run_ray, session=_ray_session, summary="Runs as Ray tasks on a local or remote cluster.")
+)

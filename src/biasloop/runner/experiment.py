@@ -20,16 +20,18 @@ from biasloop.config.load import (
 )
 from biasloop.config.schema import ExperimentConfig
 from biasloop.errors import BiasloopError, RunInterrupted, RunStoreError
-from biasloop.runner.store import RunStore, now
+from biasloop.store import RunStore, now
 from biasloop.seeding import seed_everything
 
 log = logging.getLogger("biasloop")
 
 
 def check_plugins(config: ExperimentConfig) -> None:
-    """Fail before any work if any condition names an unknown plug-in or bad plug-in options."""
+    """Load the config's plug-ins; fail before any work on an unknown plug-in or bad options."""
+    from biasloop.plugins import load_plugins
     from biasloop.runner.studies import get_study
 
+    load_plugins(config.plugins)
     for name in condition_names(config):
         condition = resolved_condition(config, name)
         try:
@@ -117,7 +119,7 @@ def finalize(store: RunStore, config: ExperimentConfig) -> None:
     """Merge the metric tables, summarise across seeds, draw the study's plots, write the report."""
     from biasloop.metrics.aggregate import summarize_seeds
     from biasloop.report.html import write_report
-    from biasloop.runner.store import write_table
+    from biasloop.store import write_table
     from biasloop.runner.studies import get_study
 
     metrics = store.collect_metrics()

@@ -1,33 +1,21 @@
-"""The study registry: how one condition × seed of each study is run, checked and plotted.
+"""Orchestration of the registered studies: shared components and one condition × seed.
 
-A study registers a :class:`Study` under its ``study:`` name. The runner only
-talks to this interface, so adding a study means adding a module that registers
-one and listing it in ``BUILTIN_STUDY_MODULES``.
+The studies themselves are plug-ins registered in
+:data:`biasloop.studies.base.STUDIES`; the runner only talks to that interface.
 """
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from biasloop.config.schema import ExperimentConfig, ModelConfig, TaskConfig
-from biasloop.registry import Registry
-from biasloop.runner.store import RunStore
+from biasloop.plugins import load_plugins
+from biasloop.store import RunStore
+from biasloop.studies.base import STUDIES, Study
+from biasloop.tracking import Track, no_progress
 
-#: ``track(description, items)`` iterates ``items``, showing progress (or not).
-Track = Callable[[str, Sequence[Any]], Iterator[Any]]
-
-
-def no_progress(description: str, items: Sequence[Any]) -> Iterator[Any]:
-    """The silent :data:`Track`."""
-    return iter(items)
-
-BUILTIN_STUDY_MODULES = ("biasloop.loop.engine", "biasloop.inherit.study")
+__all__ = ["STUDIES", "Components", "Study", "Track", "get_study", "no_progress", "run_condition"]
 
 
 class Components:
@@ -69,21 +57,8 @@ class Components:
         return self.tasks[key]
 
 
-@dataclass(frozen=True, kw_only=True)
-class Study:
-    """One study: ``run`` a condition × seed, ``check`` a config before work, ``plot`` a summary."""
-
-    run: Callable[..., None]
-    check: Callable[[ExperimentConfig], None]
-    plot: Callable[[pd.DataFrame, Path], list[Path]]
-
-
-STUDIES: Registry[Study] = Registry("study")
-
-
 def get_study(name: str) -> Study:
-    for module in BUILTIN_STUDY_MODULES:
-        importlib.import_module(module)
+    """The registered study ``name`` (built-ins are found in :mod:`biasloop.studies`)."""
     return STUDIES.get(name)
 
 
@@ -91,6 +66,10 @@ def run_condition(
     *, config: ExperimentConfig, condition: str, seed: int, store: RunStore,
     components: Components, track: Track | None,
 ) -> None:
-    """Run one condition × seed of whatever study ``config.study`` names."""
+    """Run one condition × seed of whatever study ``config.study`` names.
+
+    Plug-ins load here too, so a worker process (a Ray task) has them registered.
+    """
+    load_plugins(config.plugins)
     get_study(config.study).run(config=config, condition=condition, seed=seed, store=store,
                                 components=components, track=track)

@@ -42,7 +42,7 @@ from biasloop.config.load import apply_overrides, config_hash, read_yaml, valida
 from biasloop.config.schema import ExperimentConfig
 from biasloop.errors import BiasloopError, ConfigError, RunStoreError
 from biasloop.runner.executors import Executor, get_executor
-from biasloop.runner.store import (
+from biasloop.store import (
     METRIC_COLUMNS,
     RunStore,
     git_revision,

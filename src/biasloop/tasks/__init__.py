@@ -1,6 +1,8 @@
-"""Loop tasks: ``news``, ``math`` and ``preference`` (registered in ``TASKS`` on import)."""
+"""Loop tasks: ``news``, ``math`` and ``preference``, one module each, registered in ``TASKS``.
 
-from biasloop.tasks import math_task, news, preference  # noqa: F401  (registers the tasks)
+The registry imports every module of this package the first time a name is looked up.
+"""
+
 from biasloop.tasks.base import TASKS, PooledTask, Query, Task, TaskParams, build_task
 
 __all__ = ["TASKS", "PooledTask", "Query", "Task", "TaskParams", "build_task"]

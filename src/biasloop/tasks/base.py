@@ -10,28 +10,15 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from biasloop.config.schema import TaskConfig
 from biasloop.errors import ConfigError
 from biasloop.registry import Registry
+from biasloop.tasks.query import Query, Split
 
-Split = Literal["train", "eval"]
-
-
-@dataclass(frozen=True, kw_only=True)
-class Query:
-    """One query from a group, with the real reference response when the source has one."""
-
-    id: str
-    group: str
-    prompt: str
-    reference: str | None = None
-    meta: dict[str, Any] = field(default_factory=dict)
 
 
 class TaskParams(BaseModel):
@@ -85,13 +72,11 @@ class Task(ABC):
         return [q for g in self.groups for q in self.eval_queries(g)]
 
 
-TASKS: Registry[type[Task]] = Registry("task")
+TASKS: Registry[type[Task]] = Registry("task", field="task.name", discover="biasloop.tasks")
 
 
 def build_task(config: TaskConfig, *, seed: int = 0) -> Task:
     """Instantiate the registered task named by ``config.name``."""
-    import biasloop.tasks  # noqa: F401  (registers the built-in tasks)
-
     return TASKS.get(config.name)(config=config, seed=seed)
 
 
@@ -142,8 +127,6 @@ def params_error(task_name: str, params_cls: type[BaseModel], exc: ValidationErr
 
 def validate_task_params(config: TaskConfig) -> None:
     """Check ``task.params`` against the named task's ``Params`` before any work."""
-    import biasloop.tasks  # noqa: F401  (registers the built-in tasks)
-
     task_class = TASKS.get(config.name)
     try:
         task_class.Params(**config.params)

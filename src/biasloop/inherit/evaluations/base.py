@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from biasloop.config.schema import GenerationConfig
 from biasloop.errors import ConfigError
-from biasloop.inherit.names import NameTable
+from biasloop.resources.names import NameTable
 from biasloop.models.base import ModelBackend
 from biasloop.registry import Registry
 
@@ -138,6 +138,9 @@ class Evaluation(ABC):
     #: Classification prompts are plain text ending in "Answer:", as in lm-evaluation-harness
     #: (and ~30 tokens shorter than the chat template's); generation uses the chat template.
     default_chat: ClassVar[bool] = False
+    #: Position in the default list (``inheritance.evaluations`` left unset); None: an
+    #: evaluation that runs only when named (a plug-in's, by default).
+    default_rank: ClassVar[int | None] = None
     Params: ClassVar[type[EvalParams]] = EvalParams
 
     def __init__(self, *, settings: EvalSettings, params: Mapping[str, Any] | None = None) -> None:
@@ -178,7 +181,15 @@ class Evaluation(ABC):
         """Fail early (one line) when data or packages the evaluation needs are missing."""
 
 
-EVALUATIONS: Registry[type[Evaluation]] = Registry("evaluation")
+EVALUATIONS: Registry[type[Evaluation]] = Registry(
+    "evaluation", field="inheritance.evaluations", discover="biasloop.inherit.evaluations"
+)
+
+
+def default_evaluations() -> list[str]:
+    """The evaluations run when ``inheritance.evaluations`` is unset, in report order."""
+    ranked = [(EVALUATIONS.get(n).default_rank, n) for n in EVALUATIONS.names()]
+    return [name for rank, name in sorted((r, n) for r, n in ranked if r is not None)]
 
 
 # --------------------------------------------------------------------------- answering

@@ -56,7 +56,7 @@ from biasloop.inherit.evaluations.base import (
     option_continuation,
     take_per_group,
 )
-from biasloop.inherit.resources import benchmark_root
+from biasloop.resources.files import benchmark_root
 from biasloop.inherit.scoring import (
     accuracy,
     bbq_bias_score_ambiguous,
@@ -278,6 +278,7 @@ def judge_answer(choice: int, meta: dict, gold: int) -> dict[str, bool]:
 @EVALUATIONS.register("bbq")
 class BBQ(Evaluation):
     name = "bbq"
+    default_rank = 6  # position in the default evaluation list
     kind = "classification"
     groupings = ("group",)
     Params = BBQParams

@@ -26,7 +26,7 @@ from biasloop.inherit.evaluations.base import (
     Statistic,
     field_mean,
 )
-from biasloop.inherit.resources import benchmark_root
+from biasloop.resources.files import benchmark_root
 from biasloop.inherit.scoring import accuracy
 
 PRONOUN_GENDER = {

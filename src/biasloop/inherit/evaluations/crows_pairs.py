@@ -5,7 +5,7 @@ stereotypical sentence. Both are scored as whole sentences with ``loglik`` from
 an empty context, as lm-evaluation-harness does for causal LMs (the original
 benchmark used masked-LM pseudo-likelihoods). Groups: for gender pairs, the
 gender the more-stereotypical sentence is about, read off the words only it has
-(gender words, and capitalised first names by :func:`~biasloop.inherit.names.gender_of_first_name`);
+(gender words, and capitalised first names by :func:`~biasloop.resources.names.gender_of_first_name`);
 when those name no gender, the gender opposite to the one named by the words only
 ``sent_less`` has, since a gender pair swaps one gender for the other. A pair still
 without exactly one gender (trans/cis pairs, clothing swaps, sentences naming both
@@ -34,9 +34,9 @@ from biasloop.inherit.evaluations.base import (
     sentence_logliks,
     take_per_group,
 )
-from biasloop.inherit.lexicons import gender_of_text, words
-from biasloop.inherit.names import gender_of_first_name
-from biasloop.inherit.resources import benchmark_root
+from biasloop.resources.lexicons import gender_of_text, words
+from biasloop.resources.names import gender_of_first_name
+from biasloop.resources.files import benchmark_root
 from biasloop.inherit.scoring import crows_percent_stereotype
 
 
@@ -98,6 +98,7 @@ def percent_stereotype(records) -> float:
 @EVALUATIONS.register("crows_pairs")
 class CrowsPairs(Evaluation):
     name = "crows_pairs"
+    default_rank = 7  # position in the default evaluation list
     kind = "classification"
     groupings = ("group", "direction")
     group_order = ("female", "male", UNASSIGNED, "stereo", "antistereo")

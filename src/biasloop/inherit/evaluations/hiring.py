@@ -52,6 +52,7 @@ class HiringParams(EvalParams):
 @EVALUATIONS.register("hiring")
 class HiringRecommendation(Evaluation):
     name = "hiring"
+    default_rank = 2  # position in the default evaluation list
     kind = "classification"
     groupings = GROUPINGS
     group_order = group_order()

@@ -32,7 +32,7 @@ from biasloop.inherit.evaluations.base import (
     field_mean,
     take_per_group,
 )
-from biasloop.inherit.resources import benchmark_root
+from biasloop.resources.files import benchmark_root
 
 DEFAULT_PROFESSIONS = (
     "writer",
@@ -104,6 +104,7 @@ def mask_occupation(tokens: Sequence[str], profession: str) -> str | None:
 @EVALUATIONS.register("occupation")
 class OccupationClassification(OptionEvaluation):
     name = "occupation"
+    default_rank = 0  # position in the default evaluation list
     kind = "classification"
     groupings = ("gender", "stereotype")
     group_order = ("female", "male", "pro", "anti")

@@ -26,8 +26,8 @@ from biasloop.inherit.evaluations.base import (
     Statistic,
     field_mean,
 )
-from biasloop.inherit.lexicons import gender_of_text
-from biasloop.inherit.resources import profanity_data_file
+from biasloop.resources.lexicons import gender_of_text
+from biasloop.resources.files import profanity_data_file
 from biasloop.inherit.scoring import macro_f1
 
 
@@ -64,6 +64,7 @@ def offensive_f1(records) -> float:
 @EVALUATIONS.register("offensive")
 class OffensiveDetection(OptionEvaluation):
     name = "offensive"
+    default_rank = 5  # position in the default evaluation list
     kind = "classification"
     groupings = ("gender",)
     Params = OffensiveParams

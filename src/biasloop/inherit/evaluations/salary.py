@@ -69,6 +69,7 @@ class SalaryParams(EvalParams):
 @EVALUATIONS.register("salary")
 class SalaryRecommendation(Evaluation):
     name = "salary"
+    default_rank = 1  # position in the default evaluation list
     kind = "generation"
     default_chat = True  # generation always uses the chat template
     groupings = GROUPINGS

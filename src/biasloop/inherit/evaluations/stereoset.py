@@ -29,7 +29,7 @@ from biasloop.inherit.evaluations.base import (
     take_per_group,
 )
 from biasloop.inherit.evaluations.stereotype_detection import load_stereoset, stereoset_group
-from biasloop.inherit.resources import benchmark_root
+from biasloop.resources.files import benchmark_root
 from biasloop.inherit.scoring import stereoset_icat, stereoset_lms, stereoset_ss
 
 ORDER = ("stereotype", "anti-stereotype", "unrelated")
@@ -66,6 +66,7 @@ def icat(records) -> float:
 @EVALUATIONS.register("stereoset")
 class StereoSet(Evaluation):
     name = "stereoset"
+    default_rank = 8  # position in the default evaluation list
     kind = "classification"
     groupings = ("group",)
     Params = StereoSetParams

@@ -30,8 +30,8 @@ from biasloop.inherit.evaluations.base import (
     field_mean,
     take_per_group,
 )
-from biasloop.inherit.lexicons import gender_of_text
-from biasloop.inherit.resources import benchmark_root
+from biasloop.resources.lexicons import gender_of_text
+from biasloop.resources.files import benchmark_root
 from biasloop.inherit.scoring import macro_f1
 
 LABELS = ("stereotype", "anti-stereotype", "unrelated")
@@ -68,6 +68,7 @@ def label_f1(records) -> float:
 @EVALUATIONS.register("stereotype_detection")
 class StereotypeDetection(OptionEvaluation):
     name = "stereotype_detection"
+    default_rank = 4  # position in the default evaluation list
     kind = "classification"
     groupings = ("group",)
     Params = StereotypeDetectionParams

@@ -28,7 +28,7 @@ from biasloop.inherit.evaluations.base import (
     generate_answers,
 )
 from biasloop.inherit.evaluations.profiles import group_order, profiles
-from biasloop.inherit.lexicons import adjective_lexicon
+from biasloop.resources.lexicons import adjective_lexicon
 from biasloop.inherit.scoring import negative_share
 
 
@@ -40,6 +40,7 @@ class StoryParams(EvalParams):
 @EVALUATIONS.register("story")
 class StoryGeneration(Evaluation):
     name = "story"
+    default_rank = 3  # position in the default evaluation list
     kind = "generation"
     default_chat = True  # generation always uses the chat template
     groupings = ("culture", "gender", "gender+culture")

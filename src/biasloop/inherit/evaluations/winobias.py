@@ -20,7 +20,7 @@ from biasloop.inherit.evaluations.coreference import (
     CoreferenceEvaluation,
     coreference_prompt,
 )
-from biasloop.inherit.resources import benchmark_root
+from biasloop.resources.files import benchmark_root
 
 
 class WinoBiasParams(EvalParams):
@@ -80,6 +80,7 @@ class WinoBias(CoreferenceEvaluation):
     """WinoBias type-1 and type-2 sentences; ``items`` is the number of pro/anti pairs per type."""
 
     name = "winobias"
+    default_rank = 9  # position in the default evaluation list
     Params = WinoBiasParams
 
     def build_items(self, generator: np.random.Generator) -> list[EvalItem]:

@@ -22,7 +22,7 @@ from biasloop.inherit.evaluations.coreference import (
     CoreferenceEvaluation,
     coreference_prompt,
 )
-from biasloop.inherit.resources import benchmark_root
+from biasloop.resources.files import benchmark_root
 
 
 class WinogenderParams(EvalParams):
@@ -67,6 +67,7 @@ class Winogender(CoreferenceEvaluation):
     """Winogender sentences with a named participant; ``items`` is the number of sentence blocks."""
 
     name = "winogender"
+    default_rank = 10  # position in the default evaluation list
     Params = WinogenderParams
 
     def build_items(self, generator: np.random.Generator) -> list[EvalItem]:
