@@ -23,4 +23,7 @@ _spec.loader.exec_module(record)
 def test_smoke_config_metrics_equal_the_golden_table(name, tmp_path):
     expected = pd.read_parquet(GOLDEN / f"{name}.parquet")
     actual = record.run_smoke(name, tmp_path / "run")
-    pd.testing.assert_frame_equal(actual, expected, check_exact=False, rtol=1e-7, atol=1e-9)
+    # float32 sums taken in another order (another thread count, e.g. one per xdist
+    # worker) move continuous values such as losses and log-odds by about 2e-6;
+    # any change of behaviour (a flipped decision, a different sample) moves far more.
+    pd.testing.assert_frame_equal(actual, expected, check_exact=False, rtol=1e-5, atol=1e-5)

@@ -198,3 +198,32 @@ def test_biasloop_list_shows_every_builtin_plugin_kind():
     assert {"none", "reward_rejection", "token", "mask", "loss"} <= by_kind["mitigation"]
     assert {"static", "retention", "exponential"} <= by_kind["feedback rule"]
     assert {"tiny-random", "smollm2-135m-instruct"} <= by_kind["model backend"]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["loop.initial_shares={a: 0.5, b: 0.5}"],
+         r"loop\.initial_shares has groups \['a', 'b'\]; task 'preference' has groups"),
+        (["task.params.domains=[x]", "feedback.min_share=0.4"], r"task\.params"),
+        (["feedback.min_share=0.4", "task.name=news"], None),
+        (["inheritance.bias_ratios=[0, 0.3]"],
+         r"inheritance: set on a `study: scpl` run, which does not use it"),
+        (["study=inheritance", "loop.generations=7"],
+         r"loop: set on a `study: inheritance` run, which does not use it"),
+    ],
+)
+def test_setup_checks_fail_before_any_run_folder_is_written(tmp_path, overrides, message):
+    from biasloop.config import load_config
+    from biasloop.runner.experiment import start_run
+
+    config = load_config(None, ["model.name=tiny-random", "run.progress=false", *overrides])
+    out = tmp_path / "run"
+    if message is None:  # a floor two groups can hold is fine; the run is not started here
+        from biasloop.runner.experiment import check_plugins
+
+        check_plugins(config)
+        return
+    with pytest.raises(ConfigError, match=message):
+        start_run(config, out=out)
+    assert not out.exists()

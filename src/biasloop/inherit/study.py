@@ -670,10 +670,18 @@ class InheritanceRun:
 
 def check_inheritance(config: ExperimentConfig) -> None:
     """Fail before any work on an unknown evaluation, bias type, attribute, group, or no data."""
-    from biasloop.models.loading import check_trainable
+    from biasloop.config.schema import FeedbackConfig, LoopConfig
+    from biasloop.models.loading import check_trainable, resolve_device
 
+    for section, default in (("loop", LoopConfig()), ("feedback", FeedbackConfig())):
+        if getattr(config, section) != default:
+            raise ConfigError(
+                f"{section}: set on a `study: inheritance` run, which does not use it; "
+                "remove the section or set study: scpl"
+            )
     settings = config.inheritance
     check_trainable(config.model, "model")
+    resolve_device(config.model.device)
     check_mitigation(config.mitigation)
     for name in settings.evaluation_settings:
         if name not in EVALUATIONS:

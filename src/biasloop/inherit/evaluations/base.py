@@ -217,9 +217,12 @@ def option_continuation(option: str, *, chat: bool) -> str:
     return option if chat else " " + option
 
 
-def option_context(prompt: str, *, chat: bool) -> str:
-    """The context of the options: the prompt in chat, ``prompt + "\nAnswer:"`` in plain text."""
-    return prompt if chat else f"{prompt}\nAnswer:"
+ANSWER_CUE = "\nAnswer:"
+
+
+def option_context(prompt: str, *, chat: bool, cue: str = ANSWER_CUE) -> str:
+    """The context of the options: the prompt in chat, ``prompt + cue`` in plain text."""
+    return prompt if chat else f"{prompt}{cue}"
 
 
 def choose_options(
@@ -230,8 +233,11 @@ def choose_options(
     chat: bool,
     batch_size: int,
     normalize: Literal["none", "tokens", "chars"] = "none",
+    cues: Sequence[str] | None = None,
 ) -> list[Record]:
     """Score every option of every prompt with ``loglik`` and pick the best (lm-eval style).
+
+    ``cues``: each prompt's plain-text answer cue (default ``"\nAnswer:"`` for all).
 
     In plain text (``chat=False``) the context is ``prompt + "\nAnswer:"`` and the
     continuation ``" " + option``; in chat the prompt is the user turn and the option
@@ -242,9 +248,10 @@ def choose_options(
     record per prompt: ``{"logliks": [...], "scores": [...], "choice": i}``.
     """
     flat_prompts, flat_continuations, owners = [], [], []
-    for index, (prompt, item_options) in enumerate(zip(prompts, options, strict=True)):
+    cues = list(cues) if cues is not None else [ANSWER_CUE] * len(prompts)
+    for index, (prompt, item_options, cue) in enumerate(zip(prompts, options, cues, strict=True)):
         for option in item_options:
-            flat_prompts.append(option_context(prompt, chat=chat))
+            flat_prompts.append(option_context(prompt, chat=chat, cue=cue))
             flat_continuations.append(option_continuation(option, chat=chat))
             owners.append(index)
     logliks = (

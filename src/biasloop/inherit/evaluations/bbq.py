@@ -51,9 +51,8 @@ from biasloop.inherit.evaluations.base import (
     EvalItem,
     EvalParams,
     Evaluation,
-    Record,
     Statistic,
-    option_continuation,
+    choose_options,
     take_per_group,
 )
 from biasloop.resources.files import benchmark_root
@@ -62,7 +61,6 @@ from biasloop.inherit.scoring import (
     bbq_bias_score_ambiguous,
     bbq_bias_score_disambiguated,
 )
-from biasloop.models.base import ModelBackend
 
 GROUP_NAMES = {"F": "female", "M": "male"}
 
@@ -234,36 +232,6 @@ def answer_cue(meta: dict) -> str:
     return ANSWER_CUES[meta.get("format", "original")]
 
 
-def score_answers(
-    backend: ModelBackend, items: Sequence[EvalItem], *, chat: bool, batch_size: int
-) -> list[Record]:
-    """``{"logliks", "scores", "choice"}`` per item: every option scored, the argmax chosen.
-
-    Plain text: context ``prompt + answer_cue``, continuation ``" " + option``; chat:
-    the prompt is the user turn and the option the reply. ``scores`` equal
-    ``logliks`` (no length normalisation); the first option wins ties.
-    """
-    contexts, continuations, owners = [], [], []
-    for index, item in enumerate(items):
-        context = item.prompt if chat else item.prompt + answer_cue(item.meta)
-        for option in item.options:
-            contexts.append(context)
-            continuations.append(option_continuation(option, chat=chat))
-            owners.append(index)
-    logliks = (
-        backend.loglik(contexts, continuations, batch_size=batch_size, chat=chat)
-        if contexts
-        else []
-    )
-    records: list[Record] = [{"logliks": [], "scores": []} for _ in items]
-    for owner, value in zip(owners, logliks):
-        records[owner]["logliks"].append(float(value))
-        records[owner]["scores"].append(float(value))
-    for record in records:
-        record["choice"] = int(np.argmax(record["scores"])) if record["scores"] else None
-    return records
-
-
 def judge_answer(choice: int, meta: dict, gold: int) -> dict[str, bool]:
     """``correct``, ``unknown`` and ``biased`` of one answer; any unknown option is unknown."""
     unknown = unknown_options(meta)
@@ -322,8 +290,15 @@ class BBQ(Evaluation):
         return take_per_group(items, "group", self.settings.items, generator, self.params.groups)
 
     def respond(self, backend, items, *, seed):
-        answers = score_answers(
-            backend, items, chat=self.chat, batch_size=self.settings.batch_size
+        # Plain text: context ``prompt + cue`` of the item's convention, continuation
+        # ``" " + option``, summed loglik, argmax (first on ties), as choose_options does.
+        answers = choose_options(
+            backend,
+            [i.prompt for i in items],
+            [i.options for i in items],
+            chat=self.chat,
+            batch_size=self.settings.batch_size,
+            cues=[answer_cue(i.meta) for i in items],
         )
         return [
             {**answer, **judge_answer(answer["choice"], item.meta, item.gold)}
