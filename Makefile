@@ -28,12 +28,13 @@ browser:
 demo: setup
 	$(BIN)/biasloop run configs/demo.yaml
 
+# Tests run in parallel worker processes (pytest-xdist), one torch thread each.
 test: setup browser
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --numprocesses=auto --maxprocesses=4
 
 test-fast: setup
-	$(BIN)/python -m pytest -m "not embedded"
+	$(BIN)/python -m pytest --numprocesses=auto --maxprocesses=4 -m "not embedded and not slow"
 
 bench: setup
 	$(BIN)/python benchmarks/bench_models.py
