@@ -23,3 +23,10 @@ def tiny_backend():
     from biasloop.models.loading import load_backend
 
     return load_backend(ModelConfig(name="tiny-random"))
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests that open a report in Chromium are marked ``browser`` (``-m "not browser"``)."""
+    for item in items:
+        if "chromium" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.browser)

@@ -108,6 +108,8 @@ def test_different_seed_gives_different_data(reference_run, tmp_path):
         reference_run / served).read_text()
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_sigkill_mid_generation_then_resume_equals_uninterrupted_run(reference_run, tmp_path):
     out = tmp_path / "killed"
     config = tmp_path / "empty.yaml"

@@ -116,6 +116,7 @@ def _biasloop(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.subprocess
+@pytest.mark.slow
 def test_a_user_task_and_mitigation_run_through_biasloop_run(tmp_path, user_config):
     config = user_config
     elsewhere = tmp_path / "elsewhere"  # the plug-in path is relative to the YAML, not the cwd

@@ -124,6 +124,8 @@ def kill_chain(tmp_path: Path, points, seed: int) -> dict[str, object]:
             "out": out}
 
 
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_sigkill_and_sigterm_at_many_points_then_resume_equals_uninterrupted_run(reference_run, tmp_path):
     result = kill_chain(tmp_path, KILL_POINTS, seed=9)
     print(f"{result['kills']} SIGKILL + {result['stops']} SIGTERM landed, {result['resumes']} resumes")

@@ -177,6 +177,7 @@ def test_a_failing_run_is_reported_with_its_error_and_the_rest_finish(tmp_path):
     assert again.runs[0]["status"] == "failed"
 
 
+@pytest.mark.subprocess
 def test_cli_reports_failed_runs_with_exit_code_1_and_bad_flags_with_exit_code_2(tmp_path):
     app = typer.Typer()
     app.command()(sweep)
@@ -199,6 +200,8 @@ def test_cli_reports_failed_runs_with_exit_code_1_and_bad_flags_with_exit_code_2
 
 
 # ---------------------------------------------------------------- kill and resume
+@pytest.mark.slow
+@pytest.mark.subprocess
 def test_killed_sweep_resumes_without_losing_or_repeating_a_run(reference_sweep, tmp_path):
     out = tmp_path / "killed"
     config = tmp_path / "empty.yaml"
@@ -294,6 +297,7 @@ def ray_cluster(monkeypatch):
             proc.kill()  # only processes of the cluster this fixture started
 
 
+@pytest.mark.slow
 def test_ray_executor_on_a_local_cluster_gives_the_same_table_as_local(reference_sweep, ray_cluster,
                                                                        tmp_path):
     out = tmp_path / "ray"
