@@ -13,6 +13,8 @@ MODULES = [
     "biasloop.metrics.stats",
     "biasloop.loop.feedback",
     "biasloop.inherit.scoring",
+    "biasloop.registry",
+    "biasloop.store",
 ]
 
 

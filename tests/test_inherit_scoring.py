@@ -7,7 +7,7 @@ import math
 import pytest
 
 from biasloop.inherit import scoring
-from biasloop.inherit.measure import bootstrap_interval
+from biasloop.metrics.stats import bootstrap_interval
 from biasloop.inherit.significance import (
     group_permutation_p_value,
     paired_bootstrap_p_value,

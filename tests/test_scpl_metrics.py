@@ -6,13 +6,14 @@ import math
 
 import pytest
 
+import numpy as np
 import pandas as pd
 
 from biasloop.inherit import scoring
 from biasloop.metrics import scpl
 from biasloop.metrics.aggregate import summarize_seeds
 from biasloop.metrics.ranges import metric_range
-from biasloop.metrics.stats import bootstrap_ci, mean_ci_across_seeds
+from biasloop.metrics.stats import bootstrap_interval, mean_ci_across_seeds
 
 
 def test_quality_and_disparate_bias_and_ratio():
@@ -50,10 +51,12 @@ def test_distinct_two_length_and_perplexity():
 
 
 def test_bootstrap_interval_contains_estimate_and_collapses_on_constant_data():
-    value, low, high = bootstrap_ci([[0, 1, 0, 1, 1, 0, 1, 1]], lambda x: x.mean(), n_resamples=300)
+    value, low, high = bootstrap_interval([[0, 1, 0, 1, 1, 0, 1, 1]], np.mean, n_resamples=300,
+                                          confidence=0.95, seed=0)
     assert value == pytest.approx(0.625)
     assert low < value < high
-    assert bootstrap_ci([[1, 1, 1]], lambda x: x.mean()) == (1.0, 1.0, 1.0)
+    assert bootstrap_interval([[1, 1, 1]], np.mean, n_resamples=300, confidence=0.95,
+                              seed=0) == (1.0, 1.0, 1.0)
 
 
 def test_mean_ci_across_seeds_is_student_t():

@@ -10,7 +10,8 @@ For every statistic ``s`` of an evaluation ``e`` (metric name ``e.s``):
 * ``e.s_vs_ratio0_p_value`` (per group and overall) and ``e.s_gap_vs_ratio0_p_value``:
   paired test of this model against the ``γ = 0`` model on the same items.
 
-Intervals are percentile bootstraps over items (:func:`bootstrap_interval`); a
+Intervals are percentile bootstraps over items
+(:func:`biasloop.metrics.stats.bootstrap_interval`); a
 gap's interval resamples each group's items independently. Every row carries ``n``,
 the number of records its statistic was computed on: all items for group ``""``,
 the group's items for a group, the items labelled under the grouping for a gap,
@@ -20,16 +21,15 @@ on disambiguated contexts only).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 
 from biasloop.inherit.evaluations.base import UNASSIGNED, Evaluation, Record
 from biasloop.inherit.scoring import gap, ratio
 from biasloop.inherit.significance import PAIRED_TESTS, group_permutation_p_value
+from biasloop.metrics.stats import bootstrap_interval
 from biasloop.seeding import derive_seed
 
 
@@ -39,39 +39,6 @@ class MeasureSettings:
     confidence: float
     significance_method: str
     resamples: int
-
-
-def bootstrap_interval(
-    samples: Sequence[Sequence[Record]],
-    statistic: Callable[..., float],
-    *,
-    n_resamples: int,
-    confidence: float,
-    seed: int,
-) -> tuple[float, float, float]:
-    """``(value, low, high)``: ``statistic(*samples)`` and its percentile-bootstrap interval.
-
-    Each sample (e.g. one group's records) is resampled with replacement on its own.
-    Unlike :func:`biasloop.metrics.stats.bootstrap_ci`, resamples whose statistic is
-    undefined (NaN: e.g. no anti-stereotypical item drawn) are skipped; when more than
-    half are, the interval is NaN. With ``n_resamples = 0`` or a sample smaller than 2
-    the interval collapses to the value.
-    """
-    value = float(statistic(*samples))
-    if n_resamples == 0 or any(len(s) < 2 for s in samples) or math.isnan(value):
-        return value, value, value
-    generator = np.random.default_rng(seed)
-    draws = []
-    for _ in range(n_resamples):
-        resampled = [[s[int(i)] for i in generator.integers(0, len(s), len(s))] for s in samples]
-        draws.append(statistic(*resampled))
-    values = np.asarray(draws, dtype=float)
-    values = values[~np.isnan(values)]
-    if values.size * 2 < n_resamples:
-        return value, math.nan, math.nan
-    tail = (1 - confidence) / 2 * 100
-    low, high = np.percentile(values, [tail, 100 - tail])
-    return value, float(low), float(high)
 
 
 def ordered_groups(evaluation: Evaluation, records: Sequence[Record], grouping: str) -> list[str]:

@@ -40,7 +40,7 @@ import pandas as pd
 from biasloop.config.schema import ExperimentConfig
 from biasloop.loop.feedback import FEEDBACK_RULES, PopulationState
 from biasloop.metrics import scpl as metrics
-from biasloop.metrics.stats import bootstrap_ci
+from biasloop.metrics.stats import bootstrap_interval
 from biasloop.mitigate import (
     MITIGATIONS,
     CandidateSet,
@@ -282,7 +282,7 @@ class LoopRun:
                          "n": math.nan if n is None else float(n)})
 
         def ci(samples: Sequence[Sequence[float]], statistic: Callable[..., float]) -> tuple[float, float, float]:
-            return bootstrap_ci(samples, statistic, n_resamples=settings.bootstrap_samples,
+            return bootstrap_interval(samples, statistic, n_resamples=settings.bootstrap_samples,
                                 confidence=settings.confidence, seed=seed)
 
         by_group = {

@@ -1,48 +1,54 @@
-"""Confidence intervals by bootstrap (scipy), and mean ± t-interval across seeds (clipped to range)."""
+"""Confidence intervals: one percentile bootstrap, and mean ± t-interval across seeds (clipped to range)."""
 
 from __future__ import annotations
 
-import warnings
+import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 from scipy import stats
 
 
-def bootstrap_ci(
-    samples: Sequence[Sequence[float]],
+def bootstrap_interval(
+    samples: Sequence[Sequence[Any]],
     statistic: Callable[..., float],
     *,
-    n_resamples: int = 1000,
-    confidence: float = 0.95,
-    seed: int = 0,
+    n_resamples: int,
+    confidence: float,
+    seed: int,
 ) -> tuple[float, float, float]:
-    """``(value, ci_low, ci_high)`` of ``statistic(*samples)`` by percentile bootstrap.
+    """``(value, low, high)``: ``statistic(*samples)`` and its percentile-bootstrap interval.
 
-    Each sample is resampled independently (e.g. one sample per group for a gap
-    between groups). With ``n_resamples=0`` or a sample of size < 2 the interval
-    collapses to the point estimate.
+    The one bootstrap of both studies. Each sample (one group's responses or records)
+    is resampled with replacement on its own, ``n_resamples`` times from a generator
+    seeded with ``seed``; the interval is the ``(1 − c)/2`` and ``(1 + c)/2``
+    percentiles of the resampled statistic, so it never leaves the statistic's range.
+    Resamples whose statistic is undefined (NaN: e.g. no anti-stereotypical item
+    drawn) are skipped; when more than half are, the interval is NaN.
+    ``scipy.stats.bootstrap`` has no such rule, hence this loop. With
+    ``n_resamples = 0``, a sample smaller than 2 or an undefined value the interval
+    collapses to the value.
+
+        >>> value, low, high = bootstrap_interval([[0, 1, 1, 1]], np.mean, n_resamples=200,
+        ...                                       confidence=0.9, seed=0)
+        >>> value, 0.0 <= low <= value <= high <= 1.0
+        (0.75, True)
     """
-    arrays = [np.asarray(s, dtype=float) for s in samples]
-    value = float(statistic(*arrays))
-    if n_resamples == 0 or any(a.size < 2 for a in arrays):
+    value = float(statistic(*samples))
+    if n_resamples == 0 or any(len(s) < 2 for s in samples) or math.isnan(value):
         return value, value, value
-    if all(np.ptp(a) == 0 for a in arrays):
-        return value, value, value
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        result = stats.bootstrap(
-            [a for a in arrays],
-            lambda *xs: statistic(*xs),
-            n_resamples=n_resamples,
-            confidence_level=confidence,
-            method="percentile",
-            vectorized=False,
-            paired=False,
-            rng=np.random.default_rng(seed),
-        )
-    low, high = result.confidence_interval
+    generator = np.random.default_rng(seed)
+    draws = []
+    for _ in range(n_resamples):
+        resampled = [[s[int(i)] for i in generator.integers(0, len(s), len(s))] for s in samples]
+        draws.append(statistic(*resampled))
+    values = np.asarray(draws, dtype=float)
+    values = values[~np.isnan(values)]
+    if values.size * 2 < n_resamples:
+        return value, math.nan, math.nan
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(values, [tail, 100 - tail])
     return value, float(low), float(high)
 
 
