@@ -738,3 +738,33 @@ def test_run_ends_by_writing_the_report_and_printing_its_path(tmp_path, chromium
     chromium.screenshot(session, ARTIFACTS / "report-tiny-run.png", full_page=True)
     assert chromium.console_errors() == []
     assert images and all(image["decoded"] and image["width"] > 0 for image in images), images
+
+
+def test_significance_tables_give_every_p_value_adjusted_for_its_family(
+    scpl_report, inheritance_report
+):
+    from biasloop.metrics.stats import adjust_p_values
+    from biasloop.report.collect import collect
+    from biasloop.report.html import _Page, fmt_p
+
+    page = _Page(collect(scpl_report.parent), samples_per_group=1, status=None)
+    frame = page.comparisons
+    holm = adjust_p_values(frame["p_value"].tolist(), method="holm")
+    bh = adjust_p_values(frame["p_value"].tolist(), method="fdr_bh")
+    expected = {
+        (m, g or "all", a, fmt_p(h), fmt_p(b))
+        for m, g, a, h, b in zip(frame["metric"], frame["group"], frame["arm"], holm, bh)
+    }
+    shown = {(r["metric"], r["group"], r["arm"], r["p_holm"], r["p_bh"])
+             for r in page.comparison_table()}
+    assert shown == expected and len(shown) > 1
+    # Red marks a Holm-adjusted p below 0.05, never a raw one alone.
+    assert all(r["significant"] == (r["p_holm"] == "< 0.001" or float(r["p_holm"]) < 0.05)
+               for r in page.comparison_table() if r["p_holm"] != "n/a")
+
+    page = _Page(collect(inheritance_report.parent), samples_per_group=1, status=None)
+    header, rows = page.test_table()
+    assert header[-3:] == ["p-value", "p (Holm)", "p (BH)"]
+    raw = page.tests["value"].tolist()
+    assert [r[-2] for r in rows] == [fmt_p(p) for p in adjust_p_values(raw, method="holm")]
+    assert [r[-1] for r in rows] == [fmt_p(p) for p in adjust_p_values(raw, method="fdr_bh")]

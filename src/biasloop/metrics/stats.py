@@ -79,3 +79,31 @@ def mean_ci_across_seeds(
         return mean, low, high, False
     clipped_low, clipped_high = max(low, float(bounds[0])), min(high, float(bounds[1]))
     return mean, clipped_low, clipped_high, (clipped_low, clipped_high) != (low, high)
+
+
+#: Multiple-comparison corrections offered (statsmodels ``multipletests`` names).
+CORRECTIONS = {"holm": "Holm (family-wise error)", "fdr_bh": "Benjamini–Hochberg (false discovery rate)"}
+
+
+def adjust_p_values(p_values: Sequence[float], *, method: str) -> np.ndarray:
+    """The family's p-values adjusted for multiple comparisons (statsmodels ``multipletests``).
+
+    ``holm``: ``p_(i) ← max_{j≤i} min(1, (m − j + 1) · p_(j))`` over the sorted p-values,
+    controlling the family-wise error; ``fdr_bh``: ``p_(i) ← min_{j≥i} min(1, m · p_(j) / j)``,
+    controlling the false discovery rate. ``m`` counts the defined p-values; NaN stays NaN.
+
+        >>> adjust_p_values([0.01, 0.04, 0.03, float("nan")], method="holm").round(3).tolist()
+        [0.03, 0.06, 0.06, nan]
+        >>> adjust_p_values([0.01, 0.04, 0.03], method="fdr_bh").round(3).tolist()
+        [0.03, 0.04, 0.04]
+    """
+    from statsmodels.stats.multitest import multipletests
+
+    if method not in CORRECTIONS:
+        raise ValueError(f"correction {method!r}; valid: {', '.join(CORRECTIONS)}")
+    values = np.asarray(p_values, dtype=float)
+    adjusted = np.full(values.shape, np.nan)
+    defined = ~np.isnan(values)
+    if defined.any():
+        adjusted[defined] = multipletests(values[defined], method=method)[1]
+    return adjusted

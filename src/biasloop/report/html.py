@@ -33,6 +33,7 @@ import jinja2
 import pandas as pd
 import yaml
 
+from biasloop.metrics.stats import adjust_p_values
 from biasloop.report import compare
 from biasloop.report.collect import ReportInput, collect, read_samples
 from biasloop.report.describe import describe
@@ -542,6 +543,11 @@ class _Page:
                        zip(self.comparisons["metric"], self.comparisons["group"])],
             _order=self.comparisons["metric"].map(order),
         )
+        # The family is every comparison in the report: each p-value adjusted for it.
+        frame = frame.assign(
+            p_holm=adjust_p_values(frame["p_value"].tolist(), method="holm"),
+            p_bh=adjust_p_values(frame["p_value"].tolist(), method="fdr_bh"),
+        )
         rows = []
         for row in frame.sort_values(["_headline", "_order", "group"], kind="stable").itertuples():
             rows.append(
@@ -557,8 +563,10 @@ class _Page:
                     "control_ci": fmt_ci(row.control_ci_low, row.control_ci_high),
                     "delta": fmt_delta(row.difference),
                     "p": fmt_p(row.p_value),
+                    "p_holm": fmt_p(row.p_holm),
+                    "p_bh": fmt_p(row.p_bh),
                     "test": row.test,
-                    "significant": _significant(row.p_value),
+                    "significant": _significant(row.p_holm),
                 }
             )
         return rows
@@ -573,14 +581,17 @@ class _Page:
             for c in self.tests.columns
             if c not in fixed and (c == "group" or self.tests[c].nunique(dropna=False) > 1)
         ]
-        columns = ["metric", "condition", *varying, "p-value"]
+        columns = ["metric", "condition", *varying, "p-value", "p (Holm)", "p (BH)"]
+        # The family is every test the study computed, across arms and seeds.
+        holm = adjust_p_values(self.tests["value"].tolist(), method="holm")
+        bh = adjust_p_values(self.tests["value"].tolist(), method="fdr_bh")
         body = []
-        for record in self.tests.to_dict("records"):
+        for record, p_holm, p_bh in zip(self.tests.to_dict("records"), holm, bh):
             cells = [str(record["metric"]), str(record["condition"])]
             cells += [
                 fmt(record[c]) if isinstance(record[c], float) else str(record[c]) for c in varying
             ]
-            cells.append(fmt_p(record["value"]))
+            cells += [fmt_p(record["value"]), fmt_p(p_holm), fmt_p(p_bh)]
             body.append(cells)
         return columns, body
 
