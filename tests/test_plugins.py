@@ -228,3 +228,16 @@ def test_setup_checks_fail_before_any_run_folder_is_written(tmp_path, overrides,
     with pytest.raises(ConfigError, match=message):
         start_run(config, out=out)
     assert not out.exists()
+
+
+def test_the_cli_error_for_an_unknown_name_names_the_file_and_the_field(user_config):
+    from typer.testing import CliRunner
+
+    from biasloop.cli import app
+
+    result = CliRunner().invoke(app, ["config", "validate", str(user_config),
+                                      "mitigation.name=longest_answr"])
+    assert result.exit_code == 2
+    line = " ".join(result.output.split())
+    assert f"'{user_config}': mitigation.name: unknown mitigation 'longest_answr'" in line
+    assert "did you mean 'longest_answer'?" in line and "Traceback" not in result.output

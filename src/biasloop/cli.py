@@ -75,7 +75,7 @@ def run(
     with _user_errors():
         cfg = load_config(config, overrides or [])
         with _progress(quiet or not cfg.run.progress) as bars:
-            store = start_run(cfg, out=out, progress=bars)
+            store = start_run(cfg, out=out, progress=bars, source=str(config))
     if not quiet:
         _print_summary(store.root)
     console.print(f"run directory: {store.root}")
@@ -215,7 +215,7 @@ def config_validate(
     from biasloop.runner.experiment import check_plugins
 
     with _user_errors():
-        check_plugins(load_config(config, overrides or []))
+        check_plugins(load_config(config, overrides or []), source=str(config))
     console.print(f"{config}: valid")
 
 

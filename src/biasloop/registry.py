@@ -71,7 +71,6 @@ class PluginInfo:
     kind: str
     name: str
     summary: str
-    module: str
     params: list[tuple[str, str, str]]  # (field, type and default, description)
 
 
@@ -158,8 +157,7 @@ class Registry(Generic[T]):
 
     def info(self, name: str) -> PluginInfo:
         obj = self.get(name)
-        module = getattr(obj, "__module__", None) or type(obj).__module__
-        return PluginInfo(self.kind, name, summary_of(obj), module, params_of(obj))
+        return PluginInfo(self.kind, name, summary_of(obj), params_of(obj))
 
     def names(self) -> list[str]:
         self._ensure_discovered()

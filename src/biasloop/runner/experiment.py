@@ -26,21 +26,27 @@ from biasloop.seeding import seed_everything
 log = logging.getLogger("biasloop")
 
 
-def check_plugins(config: ExperimentConfig) -> None:
-    """Load the config's plug-ins; fail before any work on an unknown plug-in or bad options."""
+def check_plugins(config: ExperimentConfig, *, source: str | None = None) -> None:
+    """Load the config's plug-ins; fail before any work on an unknown plug-in or bad options.
+
+    ``source`` (the config file) starts the one-line error, before the field it names.
+    """
     from biasloop.plugins import load_plugins
     from biasloop.runner.studies import get_study
 
-    load_plugins(config.plugins)
-    for name in condition_names(config):
-        condition = resolved_condition(config, name)
-        try:
+    try:
+        load_plugins(config.plugins)
+        for name in condition_names(config):
+            condition = resolved_condition(config, name)
             get_study(condition.study).check(condition)
-        except BiasloopError as err:
-            # Plug-ins may quote user keys holding line breaks; the error must stay one line.
-            if one_line(str(err)) == str(err):
-                raise
-            raise type(err)(one_line(str(err))) from None
+    except BiasloopError as err:
+        # Plug-ins may quote user keys holding line breaks; the error must stay one line.
+        message = one_line(str(err))
+        if source is not None and not message.startswith(f"{source!r}"):
+            message = f"{source!r}: {message}"
+        if message == str(err):
+            raise
+        raise type(err)(message) from None
 
 
 def default_run_dir(config: ExperimentConfig, out: Path | None) -> Path:
@@ -130,9 +136,15 @@ def finalize(store: RunStore, config: ExperimentConfig) -> None:
     write_report(store.root, status="completed")
 
 
-def start_run(config: ExperimentConfig, *, out: Path | None = None, progress: Any = None) -> RunStore:
-    """Create a run directory for ``config`` and execute it."""
-    check_plugins(config)
+def start_run(
+    config: ExperimentConfig,
+    *,
+    out: Path | None = None,
+    progress: Any = None,
+    source: str | None = None,
+) -> RunStore:
+    """Create a run directory for ``config`` (read from ``source``, if a file) and execute it."""
+    check_plugins(config, source=source)
     store = RunStore(default_run_dir(config, out))
     store.create(config=config.model_dump(mode="json"), config_hash=config_hash(config),
                  seed=config.seed)

@@ -80,6 +80,10 @@ UNKNOWN_ANSWERS = (
 )
 
 
+#: The plain-text answer cue that ends each convention's context.
+ANSWER_CUES = {"harness": "\nA:", "original": "\nAnswer:"}
+
+
 class BBQParams(EvalParams):
     categories: list[str] = Field(default_factory=lambda: ["Gender_identity"])
     groups: list[str] = Field(default_factory=lambda: ["female", "male"])
@@ -90,11 +94,11 @@ class BBQParams(EvalParams):
 class BBQQuestion:
     """One BBQ example in one prompt convention; indices point into ``options``.
 
-    Plain-text scoring uses the context ``prompt + answer_cue``; chat uses ``prompt``.
+    Plain-text scoring uses the context ``prompt`` + the convention's cue
+    (:data:`ANSWER_CUES`); chat uses ``prompt``.
     """
 
     prompt: str
-    answer_cue: str
     options: tuple[str, ...]
     gold: int
     target: int
@@ -110,7 +114,6 @@ def original_question(example: dict, target_loc: int) -> BBQQuestion:
     """``"{context}\\nQuestion: {question}"`` + ``"\\nAnswer:"``; the item's three answers."""
     return BBQQuestion(
         prompt=f"{example['context']}\nQuestion: {example['question']}",
-        answer_cue="\nAnswer:",
         options=tuple(example[f"ans{k}"] for k in range(3)),
         gold=int(example["label"]),
         target=target_loc,
@@ -134,7 +137,6 @@ def harness_question(example: dict, target_loc: int) -> BBQQuestion:
 
     return BBQQuestion(
         prompt=f"{example['context']}\n\nQ: {example['question']}",
-        answer_cue="\nA:",
         options=(*(example[f"ans{k}"] for k in people), *UNKNOWN_ANSWERS),
         gold=position(int(example["label"])),
         target=position(target_loc),
@@ -146,7 +148,6 @@ PROMPT_FORMATS: dict[str, Callable[[dict, int], BBQQuestion]] = {
     "harness": harness_question,
     "original": original_question,
 }
-ANSWER_CUES = {"harness": "\nA:", "original": "\nAnswer:"}
 
 
 @lru_cache(maxsize=1)
