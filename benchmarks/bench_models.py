@@ -53,7 +53,7 @@ import torch  # noqa: E402
 
 from biasloop.config.schema import GenerationConfig, ModelConfig, TrainingConfig  # noqa: E402
 from biasloop.models import TrainExample  # noqa: E402
-from biasloop.models.compact import CompactDecoder  # noqa: E402
+from biasloop.models.fast.compact import CompactDecoder  # noqa: E402
 from biasloop.models.loading import load_backend  # noqa: E402
 
 RESULTS = Path(__file__).with_name("RESULTS.md")

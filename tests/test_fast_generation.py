@@ -13,8 +13,9 @@ import torch
 
 from biasloop.config.schema import GenerationConfig, ModelConfig, TrainingConfig
 from biasloop.errors import ConfigError
-from biasloop.models import TrainExample, compact
-from biasloop.models.compact import CompactDecoder, sample, unsupported_reason
+from biasloop.models import TrainExample
+from biasloop.models.fast import compact
+from biasloop.models.fast.compact import CompactDecoder, sample, unsupported_reason
 from biasloop.models.hf import HFBackend
 
 PROMPTS = [

@@ -1,4 +1,4 @@
-"""The compact decoder's native C kernels (biasloop.models.native), compiled for real.
+"""The compact decoder's native C kernels (biasloop.models.fast.native), compiled for real.
 
 Each kernel is checked against an independent computation: attention against a
 float64 softmax over the same bf16 inputs, quantisation byte for byte against the
@@ -14,8 +14,8 @@ import torch
 
 from biasloop.config.schema import GenerationConfig
 from biasloop.errors import ConfigError
-from biasloop.models import compact, native
-from biasloop.models.compact import CompactDecoder
+from biasloop.models.fast import compact, native
+from biasloop.models.fast.compact import CompactDecoder
 
 PROMPTS = ["Hello", "What is the capital of France?", "x", "Name three colours."]
 SAMPLE = GenerationConfig(max_new_tokens=12, temperature=1.0, top_p=0.9, batch_size=2)

@@ -161,11 +161,16 @@ def test_a_different_sweep_in_the_same_directory_is_refused(reference_sweep):
 
 def test_a_failing_run_is_reported_with_its_error_and_the_rest_finish(tmp_path):
     out = tmp_path / "sweep"
-    config = load_config(None, [*TINY, "sweep.grid={model.name: [./no-such-model, tiny-random]}"])
+    # A folder that passes the setup check (it has a config.json) but holds no model,
+    # so the run fails only when it loads the model.
+    broken = tmp_path / "broken-model"
+    broken.mkdir()
+    (broken / "config.json").write_text("{}")
+    config = load_config(None, [*TINY, f"sweep.grid={{model.name: [{broken}, tiny-random]}}"])
     result = run_sweep(config, out=out)
     failed, done = result.runs
-    assert failed["status"] == "failed" and "model.name './no-such-model'" in failed["error"]
-    assert "no such folder" in failed["error"] and "\n" not in failed["error"]
+    assert failed["status"] == "failed" and "broken-model" in failed["error"]
+    assert "\n" not in failed["error"]
     assert done["status"] == "completed"
     assert [run["id"] for run in result.failed] == [failed["id"]]
     assert _manifest(out)["status"] == "failed"
@@ -186,10 +191,21 @@ def test_cli_reports_failed_runs_with_exit_code_1_and_bad_flags_with_exit_code_2
     config.write_text("sweep:\n  grid:\n    model.name: [./missing-a, ./missing-b]\n")
     runner = CliRunner()
 
+    # A model that does not resolve is refused while the sweep is planned, before any run.
+    result = runner.invoke(app, ["sweep", str(config), "--out", str(tmp_path / "s"), *TINY])
+    assert result.exit_code == 2, result.output
+    assert "model.name" in result.output and "./missing-a" in result.output
+    assert not (tmp_path / "s").exists()
+
+    broken = []  # folders that resolve, but fail when loaded: the runs fail
+    for name in ("broken-a", "broken-b"):
+        broken.append(tmp_path / name)
+        broken[-1].mkdir()
+        (broken[-1] / "config.json").write_text("{}")
+    config.write_text(f"sweep:\n  grid:\n    model.name: [{broken[0]}, {broken[1]}]\n")
     result = runner.invoke(app, ["sweep", str(config), "--out", str(tmp_path / "s"), *TINY])
     assert result.exit_code == 1, result.output
     assert "2 of 2 runs failed" in result.output
-    assert "model.name './missing-a' is a local path with no such folder" in result.output
 
     result = runner.invoke(app, ["sweep", str(config), "--executor", "slurm", "-q"])
     assert result.exit_code == 2

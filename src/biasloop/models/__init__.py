@@ -3,6 +3,13 @@
 ``load_backend(ModelConfig(name=...))`` is the entry point. The heavy imports
 (transformers, peft) happen on first use of :class:`HFBackend` or
 :func:`load_backend`, so importing :mod:`biasloop.models.base` stays cheap.
+
+* ``base``: the :class:`ModelBackend` interface;
+* ``loading``: model names to backends (``resolve_model_name``, ``load_backend``);
+* ``hf``: :class:`HFBackend`, generation and scoring; ``hf_training``: its
+  fine-tuning, save and load; ``generation_engine``: which decoder generates;
+* ``fast``: the optional fast generation engine (compact decoder, int8, C kernels);
+* ``embedded``, ``tiny``, ``openai_api``: the built-in model names.
 """
 
 from __future__ import annotations

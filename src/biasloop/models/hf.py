@@ -3,89 +3,41 @@
 Every other backend (the embedded SmolLM2, the tiny random model, hub models and
 local folders) is an :class:`HFBackend`; they differ only in how the model and
 tokenizer are obtained (see :mod:`biasloop.models.loading`).
+
+This module holds what reads the model: prompt formatting, ``generate``, ``loglik``
+and ``hidden_states``. Fine-tuning, saving and loading trained weights are in
+:mod:`biasloop.models.hf_training`; which decoder generates (transformers or the
+fast compact decoder) is chosen in :mod:`biasloop.models.generation_engine`.
 """
 
 from __future__ import annotations
 
 import inspect
-import json
-import logging
-import math
-import time
-import warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
-from pathlib import Path
-from typing import Any, Literal, TypeVar
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
-import torch.nn.functional as F
 
-from biasloop.config.schema import GenerationConfig, ModelConfig, TrainingConfig
-from biasloop.errors import BiasloopError, ConfigError
-from biasloop.io import staging_dir
+from biasloop.config.schema import GenerationConfig, ModelConfig
+from biasloop.errors import ConfigError
 from biasloop.models.allocator import keep_freed_memory
-from biasloop.models.base import ExtraLoss, ModelBackend, TrainExample, TrainResult
-from biasloop.models.precision import resolve_compute_dtype
-from biasloop.seeding import derive_seed, rng
+from biasloop.models.base import ModelBackend
+from biasloop.models.generation_engine import GenerationEngine
+from biasloop.models.hf_training import STATE_FILE, HFTrainingMixin
+from biasloop.models.progress import track
+from biasloop.seeding import derive_seed
 
-logger = logging.getLogger("biasloop.models")
+if TYPE_CHECKING:
+    from biasloop.models.fast import CompactDecoder
 
-STATE_FILE = "biasloop_state.json"
-_IGNORE = -100
+__all__ = ["STATE_FILE", "HFBackend", "torch_dtype_kwargs"]
+
 #: Architectures whose causal-LM head is a plain ``lm_head(model(...))`` (no soft-capping
-#: or logit scale), so training can compute logits at the target positions only.
+#: or logit scale), so scoring and training compute logits only where they are needed.
 _PLAIN_HEAD_TYPES = ("llama", "mistral", "qwen2", "qwen3")
-T = TypeVar("T")
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _track(items: Iterable[T], *, total: int, description: str, enabled: bool) -> Iterator[T]:
-    """Iterate ``items``, showing a rich progress bar when ``enabled``."""
-    if not enabled:
-        yield from items
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        transient=True,
-    ) as bar:
-        task = bar.add_task(description, total=total)
-        for item in items:
-            yield item
-            bar.advance(task)
-
-
-@contextmanager
-def _no_autocast() -> Iterator[None]:
-    yield
-
-
-@contextmanager
-def _training_attention(device: torch.device) -> Iterator[None]:
-    """On CPU, composite (math) attention: its backward is several times faster than the
-    fused CPU flash kernel's at the loop's short training sequences (~5x measured)."""
-    if device.type != "cpu":
-        yield
-        return
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-
-    with sdpa_kernel([SDPBackend.MATH]):
-        yield
-
-
-@contextmanager
-def _quiet_peft() -> Iterator[None]:
-    """Hide peft's call of transformers' deprecated ``is_gradient_checkpointing``."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", ".*is_gradient_checkpointing", FutureWarning)
-        yield
 
 
 def torch_dtype_kwargs(name: str) -> dict[str, torch.dtype]:
@@ -101,32 +53,15 @@ def _chunks(n: int, size: int) -> list[range]:
     return [range(start, min(start + size, n)) for start in range(0, n, size)]
 
 
-class _TrainOutputs:
-    """What an ``extra_loss`` hook sees when training skips the full logits.
-
-    ``hidden_states`` are the model's (embeddings, then every layer); ``logits`` are
-    computed for every position only if the hook asks for them.
-    """
-
-    def __init__(self, hidden_states: Any, last_hidden_state: torch.Tensor, head: Any) -> None:
-        self.hidden_states = hidden_states
-        self.last_hidden_state = last_hidden_state
-        self._head = head
-
-    @property
-    def logits(self) -> torch.Tensor:
-        return self._head(self.last_hidden_state)
-
-
 # --------------------------------------------------------------------------- backend
 
 
-class HFBackend(ModelBackend):
+class HFBackend(HFTrainingMixin, ModelBackend):
     """A transformers causal LM + tokenizer behind the :class:`ModelBackend` interface.
 
     The backend owns its model: ``train`` changes it in place (a LoRA adapter or
     the full weights), ``reset_to_base`` returns it to the weights it was built
-    with, without touching the disk.
+    with, without touching the disk (both in :class:`HFTrainingMixin`).
     """
 
     def __init__(
@@ -153,17 +88,8 @@ class HFBackend(ModelBackend):
         if self.device.type == "cpu":
             keep_freed_memory()  # see biasloop.models.allocator: no page faults per step
         self._forward_params = set(inspect.signature(self._base_model().forward).parameters)
-        # What train() has done to the base weights: nothing, a LoRA adapter, or full.
-        self._mode: Literal["base", "lora", "full"] = "base"
-        self._lora_signature: tuple[Any, ...] | None = None
-        self._base_state: dict[str, torch.Tensor] | None = None
-        # The compact decoder of the current weights (rebuilt when they change),
-        # the generation path last logged, and the training autocast dtype.
-        self._decoder: Any = None
-        self._decoder_key: tuple[Any, ...] | None = None
-        self._warned_kernels = False
-        self._generation_path: str | None = None
-        self._autocast_dtype: torch.dtype | None = None
+        self._init_training_state()
+        self._engine = GenerationEngine()
 
     # ------------------------------------------------------------------ properties
 
@@ -171,15 +97,18 @@ class HFBackend(ModelBackend):
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-    @property
-    def trained_method(self) -> Literal["base", "lora", "full"]:
-        """``base`` (M_0), ``lora`` (an adapter is attached) or ``full`` (weights changed)."""
-        return self._mode
-
     def _base_model(self) -> torch.nn.Module:
         """The transformers model under a possible peft wrapper."""
         get_base = getattr(self.model, "get_base_model", None)
         return get_base() if callable(get_base) else self.model
+
+    def _plain_head(self) -> tuple[torch.nn.Module, torch.nn.Module] | None:
+        """``(body, lm_head)`` when logits are ``lm_head(body(...))`` (see _PLAIN_HEAD_TYPES)."""
+        lm = self._base_model()
+        body, head = getattr(lm, "model", None), getattr(lm, "lm_head", None)
+        if getattr(lm.config, "model_type", None) in _PLAIN_HEAD_TYPES and body is not None:
+            return body, head
+        return None
 
     def _eos_ids(self) -> list[int]:
         eos = getattr(self._base_model().generation_config, "eos_token_id", None)
@@ -259,100 +188,23 @@ class HFBackend(ModelBackend):
         )
         return {"generation_config": gen}
 
-    def generation_path(self, config: GenerationConfig) -> Any:
+    def generation_path(self, config: GenerationConfig) -> CompactDecoder | None:
         """The compact decoder for ``config``, or None for transformers ``generate``.
 
-        ``generation.engine``: ``transformers`` always uses ``generate``; ``compact``
-        requires the compact decoder (a ConfigError names what the model lacks);
-        ``auto`` uses it when the model supports it. The decoder is rebuilt when the
-        weights change (training, loading, reset). ``generation.kernels`` chooses its
-        CPU kernels (:meth:`_native_kernels`). One log line names the path.
+        See :meth:`GenerationEngine.choose
+        <biasloop.models.generation_engine.GenerationEngine.choose>`: ``generation.engine``,
+        ``generation.kernels`` and ``generation.quantization`` decide; a combination that
+        cannot run raises a ConfigError.
         """
-        from biasloop.models.compact import CompactDecoder, unsupported_reason
+        return self._engine.choose(self, config)
 
-        decoder = None
-        int8 = config.quantization == "int8"
-        if int8 and config.engine == "transformers":
-            raise ConfigError(
-                "generation.quantization = 'int8' needs the compact decoder, but "
-                "generation.engine = 'transformers'; valid: engine auto or compact, or "
-                "quantization none"
-            )
-        if int8 and self.device.type != "cpu":
-            raise ConfigError(
-                f"generation.quantization = 'int8' runs on the CPU only, not on "
-                f"{self.device}; valid here: none"
-            )
-        if config.engine == "transformers":
-            label = "transformers generate (generation.engine = transformers)"
-        elif (reason := unsupported_reason(self.model)) is not None:
-            if config.engine == "compact" or int8:
-                setting = "quantization = 'int8'" if int8 else "engine = 'compact'"
-                raise ConfigError(
-                    f"generation.{setting} cannot run model {self.name!r}: the compact "
-                    f"decoder does not support {reason}; valid here: engine auto or "
-                    "transformers with quantization none"
-                )
-            label = f"transformers generate (compact decoder unsupported: {reason})"
-        else:
-            dtype = resolve_compute_dtype(
-                config.compute_dtype, model_dtype=self._base_model().dtype, device=self.device
-            )
-            kernels = self._native_kernels(config.kernels, dtype)
-            key = (id(self.model), dtype, int8, kernels is not None, self._weights_version())
-            if self._decoder_key != key:
-                self._decoder = None  # free the old packed weights first
-                self._decoder = CompactDecoder(
-                    self.model, dtype=dtype,
-                    int8_calibration=self._int8_calibration() if int8 else None,
-                    kernels=kernels,
-                )
-                self._decoder_key = key
-            decoder = self._decoder
-            parts = [str(dtype).removeprefix("torch.")]
-            if int8:
-                parts.append("int8 projections")
-            if decoder.kernels is not None:
-                parts.append(
-                    "native kernels" if decoder.native_attention
-                    else "native kernels, PyTorch attention"
-                )
-            elif dtype == torch.bfloat16 and self.device.type == "cpu":
-                parts.append("PyTorch ops")
-            label = f"compact decoder ({', '.join(parts)})"
-        if label != self._generation_path:
-            logger.info("model %r generates with the %s", self.name, label)
-            self._generation_path = label
-        return decoder
-
-    def _native_kernels(self, choice: str, dtype: torch.dtype) -> Any:
-        """The native C kernels for ``generation.kernels`` = ``choice``, or None.
-
-        They serve bf16 (and int8) decoding on a CPU only. ``native`` raises a
-        ConfigError when they cannot be built; ``auto`` logs a warning, once, and
-        uses PyTorch ops.
-        """
-        from biasloop.models.native import NativeKernelsUnavailable, load_native_kernels
-
-        if choice == "torch" or self.device.type != "cpu" or dtype != torch.bfloat16:
-            return None
-        try:
-            return load_native_kernels()
-        except NativeKernelsUnavailable as error:
-            if choice == "native":
-                raise ConfigError(
-                    f"generation.kernels = 'native' but the native kernels are unavailable: "
-                    f"{error}; valid here: auto or torch"
-                ) from None
-            if not self._warned_kernels:
-                logger.warning("native decode kernels unavailable (%s); using PyTorch ops",
-                               error)
-                self._warned_kernels = True
-            return None
+    def _drop_decoder(self) -> None:
+        """Free the packed weights of the fast decoder (the weights are about to change)."""
+        self._engine.drop()
 
     def _int8_calibration(self) -> list[torch.Tensor]:
-        """The built-in calibration conversations as token-id rows (prompt, then answer)."""
-        from biasloop.models.compact import CALIBRATION_TEXTS
+        """The int8 calibration conversations as token-id rows (prompt, then answer)."""
+        from biasloop.models.fast.int8 import CALIBRATION_TEXTS
 
         return [
             torch.tensor(
@@ -361,13 +213,6 @@ class HFBackend(ModelBackend):
             )
             for prompt, answer in CALIBRATION_TEXTS
         ]
-
-    def _weights_version(self) -> int:
-        """Changes whenever any parameter is modified in place (optimiser, load_state_dict)."""
-        return sum(p._version for p in self.model.parameters())
-
-    def _drop_decoder(self) -> None:
-        self._decoder = self._decoder_key = None
 
     def generate(
         self,
@@ -397,7 +242,7 @@ class HFBackend(ModelBackend):
         batches = _chunks(len(texts), config.batch_size)
         results: list[list[str]] = []
         with torch.inference_mode():
-            for batch_index, batch in _track(
+            for batch_index, batch in track(
                 enumerate(batches), total=len(batches), description="generate", enabled=progress
             ):
                 rows = [self._encode(texts[i], special=special) for i in batch]
@@ -503,9 +348,9 @@ class HFBackend(ModelBackend):
         vocabulary projection runs later on the positions a caller needs; otherwise
         they are the logits themselves.
         """
-        lm = self._base_model()
-        body, head = getattr(lm, "model", None), getattr(lm, "lm_head", None)
-        if getattr(lm.config, "model_type", None) in _PLAIN_HEAD_TYPES and body is not None:
+        plain = self._plain_head()
+        if plain is not None:
+            body, head = plain
             positions = (mask.cumsum(-1) - 1).clamp(min=0)
             out = body(input_ids=ids, attention_mask=mask, position_ids=positions)
             return out.last_hidden_state[:, -keep:], lambda states: head(states).float()
@@ -537,316 +382,3 @@ class HFBackend(ModelBackend):
             hidden = int(getattr(self._base_model().config, "hidden_size", 0))
             return torch.zeros((0, hidden), dtype=torch.float32)
         return torch.cat(vectors).cpu()
-
-    # ------------------------------------------------------------------ training
-
-    def _encode_example(self, example: TrainExample, max_length: int) -> tuple[list[int], int]:
-        """Ids of prompt + response + EOS (truncated) and the number of prompt tokens."""
-        prompt_ids = self._encode_prompt(example.prompt)
-        response_ids = self._encode(example.response, special=False) + self._eos_ids()[:1]
-        ids = (prompt_ids + response_ids)[:max_length]
-        return ids, min(len(prompt_ids), len(ids))
-
-    def _collate(
-        self, examples: Sequence[TrainExample], encoded: Sequence[tuple[list[int], int]]
-    ) -> dict[str, torch.Tensor]:
-        ids, mask = self._pad([row for row, _ in encoded], side="right")
-        labels = ids.masked_fill(mask == 0, _IGNORE)
-        for i, (_, n_prompt) in enumerate(encoded):
-            labels[i, :n_prompt] = _IGNORE
-        return {
-            "input_ids": ids,
-            "attention_mask": mask,
-            "labels": labels,
-            "weights": torch.tensor([ex.weight for ex in examples], dtype=torch.float32),
-            "is_augmented": torch.tensor([ex.is_augmented for ex in examples], dtype=torch.bool),
-        }
-
-    @staticmethod
-    def _lora_settings(config: TrainingConfig) -> tuple[Any, ...]:
-        return (config.lora_r, config.lora_alpha, tuple(sorted(config.lora_target_modules)))
-
-    def _attach_lora(self, config: TrainingConfig, seed: int) -> None:
-        from peft import LoraConfig, get_peft_model
-
-        lora = LoraConfig(
-            r=config.lora_r,
-            lora_alpha=config.lora_alpha,
-            lora_dropout=config.lora_dropout,
-            target_modules=list(config.lora_target_modules),
-            task_type="CAUSAL_LM",
-        )
-        try:
-            # LoRA A matrices are random: seed them so a training run is reproducible.
-            with torch.random.fork_rng(devices=[]), _quiet_peft():
-                torch.manual_seed(derive_seed(seed, "lora-init"))
-                self.model = get_peft_model(self.model, lora)
-        except ValueError as exc:
-            raise ConfigError(
-                f"training.lora_target_modules {list(config.lora_target_modules)} do not fit "
-                f"model {self.name!r}: {str(exc).splitlines()[0]}"
-            ) from None
-        self._lora_signature = self._lora_settings(config)
-        self._mode = "lora"
-
-    def _snapshot_base(self) -> None:
-        """Keep a copy of M_0's weights before they are changed in place."""
-        if self._base_state is None:
-            self._base_state = {
-                k: v.detach().clone() for k, v in self._base_model().state_dict().items()
-            }
-
-    def _prepare_training(self, config: TrainingConfig, seed: int) -> list[torch.nn.Parameter]:
-        """Attach (or keep) the trainable state for ``config.method``; its parameters."""
-        if config.method == "lora":
-            if self._mode == "full":
-                raise ConfigError(
-                    f"model {self.name!r} was fully fine-tuned; call reset_to_base() "
-                    "before LoRA training"
-                )
-            if self._mode == "base":
-                self._attach_lora(config, seed)
-            elif self._lora_signature != self._lora_settings(config):
-                raise ConfigError(
-                    f"model {self.name!r} holds a LoRA adapter with (r, alpha, targets) = "
-                    f"{self._lora_signature}; training.* asks for "
-                    f"{self._lora_settings(config)}; call reset_to_base() to change them"
-                )
-        else:
-            if self._mode == "lora":
-                raise ConfigError(
-                    f"model {self.name!r} holds a LoRA adapter; call reset_to_base() "
-                    "before full fine-tuning"
-                )
-            self._snapshot_base()
-            self.model.requires_grad_(True)
-            self._mode = "full"
-        return [p for p in self.model.parameters() if p.requires_grad]
-
-    def train(
-        self,
-        examples: Sequence[TrainExample],
-        *,
-        config: TrainingConfig,
-        seed: int = 0,
-        progress: bool = False,
-        extra_loss: ExtraLoss | None = None,
-    ) -> TrainResult:
-        """Fine-tune in place on ``examples``; a second call continues the same state.
-
-        The loss of an example is its mean token cross-entropy over the response
-        (and EOS) tokens; a batch's loss is the ``weight``-weighted mean of its
-        examples' losses. ``extra_loss``, when given, is added to every step's loss.
-        ``tokens_seen`` counts every non-padding token fed to the model.
-        """
-        start = time.perf_counter()
-        self._drop_decoder()  # the weights are about to change
-        params = self._prepare_training(config, seed)
-        compute = resolve_compute_dtype(
-            config.compute_dtype, model_dtype=self._base_model().dtype, device=self.device
-        )
-        # Autocast only lowers precision: fp32 weights, bf16 compute (bf16 weights stay bf16).
-        lower = compute == torch.bfloat16 and self._base_model().dtype == torch.float32
-        self._autocast_dtype = compute if lower else None
-        encoded = [self._encode_example(ex, config.max_length) for ex in examples]
-        dropped = sum(1 for ids, n_prompt in encoded if n_prompt >= len(ids))
-        if dropped:
-            logger.warning(
-                "%d of %d training examples have no response tokens left within "
-                "training.max_length=%d; they add no loss",
-                dropped,
-                len(examples),
-                config.max_length,
-            )
-        optimizer = torch.optim.AdamW(
-            params, lr=config.learning_rate, weight_decay=config.weight_decay
-        )
-        batches_per_epoch = math.ceil(len(examples) / config.batch_size)
-        step_losses: list[float] = []
-        tokens_seen = 0
-        self.model.train()
-        try:
-            steps = (
-                (epoch, step, batch)
-                for epoch in range(config.epochs)
-                for step, batch in enumerate(
-                    self._epoch_batches(len(examples), config.batch_size, seed, epoch)
-                )
-            )
-            for epoch, step, batch in _track(
-                steps,
-                total=config.epochs * batches_per_epoch,
-                description="train",
-                enabled=progress,
-            ):
-                data = self._collate([examples[i] for i in batch], [encoded[i] for i in batch])
-                has_target = (data["labels"] != _IGNORE).any(dim=1)
-                weights = data["weights"] * has_target
-                if float(weights.sum()) <= 0 and extra_loss is None:
-                    continue  # nothing to learn from: no gradient, no optimiser step
-                torch.manual_seed(derive_seed(seed, "train-step", epoch, step))  # dropout
-                loss = self._step_loss(data, weights, extra_loss)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
-                optimizer.step()
-                step_losses.append(float(loss.detach()))
-                tokens_seen += int(data["attention_mask"].sum())
-        finally:
-            self.model.eval()
-            optimizer.zero_grad(set_to_none=True)
-            self._autocast_dtype = None
-        return TrainResult(
-            step_losses=step_losses, tokens_seen=tokens_seen, seconds=time.perf_counter() - start
-        )
-
-    @staticmethod
-    def _epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
-        """A seeded shuffle of ``range(n)``, cut into batches."""
-        order = rng(seed, "shuffle", epoch).permutation(n).tolist()
-        return [order[i : i + batch_size] for i in range(0, n, batch_size)]
-
-    def _step_loss(
-        self,
-        data: dict[str, torch.Tensor],
-        weights: torch.Tensor,
-        extra_loss: ExtraLoss | None,
-    ) -> torch.Tensor:
-        """Weighted mean over examples of the mean response-token cross-entropy.
-
-        Runs under bf16 autocast when ``train`` chose it. For plain-head
-        architectures the vocabulary projection is applied only at target positions
-        (a prompt token's logits are never needed).
-        """
-        autocast = (
-            torch.autocast(self.device.type, dtype=self._autocast_dtype)
-            if self._autocast_dtype is not None
-            else _no_autocast()
-        )
-        targets = data["labels"][:, 1:]
-        with autocast, _training_attention(self.device):
-            outputs, token_loss = self._token_losses(data, targets, bool(extra_loss))
-        counts = (targets != _IGNORE).sum(1).clamp(min=1)
-        per_example = token_loss / counts
-        weights = weights.to(per_example.device)
-        total = weights.sum()
-        loss = (per_example * weights).sum() / total if total > 0 else per_example.sum() * 0.0
-        if extra_loss is not None:
-            loss = loss + extra_loss(outputs, data)
-        return loss
-
-    def _token_losses(
-        self, data: dict[str, torch.Tensor], targets: torch.Tensor, hidden: bool
-    ) -> tuple[Any, torch.Tensor]:
-        """Forward outputs and each example's summed target-token cross-entropy ``[B]``."""
-        kwargs: dict[str, Any] = {"output_hidden_states": True} if hidden else {}
-        lm = self._base_model()
-        body, head = getattr(lm, "model", None), getattr(lm, "lm_head", None)
-        if getattr(lm.config, "model_type", None) not in _PLAIN_HEAD_TYPES or body is None:
-            outputs = self.model(
-                input_ids=data["input_ids"], attention_mask=data["attention_mask"], **kwargs
-            )
-            logits = outputs.logits[:, :-1].float()
-            token_loss = F.cross_entropy(
-                logits.reshape(-1, logits.shape[-1]),
-                targets.reshape(-1),
-                ignore_index=_IGNORE,
-                reduction="none",
-            ).view(targets.shape)
-            return outputs, token_loss.sum(1)
-        out = body(input_ids=data["input_ids"], attention_mask=data["attention_mask"], **kwargs)
-        last = out.last_hidden_state
-        picked = targets != _IGNORE
-        logits = head(last[:, :-1][picked]).float()
-        losses = F.cross_entropy(logits, targets[picked], reduction="none")
-        rows = picked.nonzero()[:, 0]
-        summed = torch.zeros(targets.shape[0], dtype=losses.dtype, device=losses.device)
-        summed = summed.index_add(0, rows, losses)
-        return _TrainOutputs(out.hidden_states if hidden else None, last, head), summed
-
-    # ------------------------------------------------------------------ save / load
-
-    def save(self, path: Path) -> None:
-        """Write the trained state to ``path`` atomically.
-
-        LoRA: the peft adapter (``adapter_model.safetensors`` + ``adapter_config.json``).
-        Full: ``save_pretrained`` of the whole model plus its tokenizer, so the folder
-        also loads as a model by path. Either way ``biasloop_state.json`` says which.
-        """
-        path = Path(path)
-        with staging_dir(path) as tmp:
-            if self._mode == "lora":
-                self.model.save_pretrained(tmp, safe_serialization=True)
-            elif self._mode == "full":
-                self.model.save_pretrained(tmp, safe_serialization=True)
-                self.tokenizer.save_pretrained(tmp)
-            state = {"method": self._mode, "model": self.name, "format": 1}
-            (tmp / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n")
-
-    def reset_to_base(self) -> None:
-        """Return to M_0: drop the LoRA adapter or restore the kept base weights."""
-        self._drop_decoder()
-        if self._mode == "lora":
-            self.model = self.model.unload()
-            self._lora_signature = None
-        elif self._mode == "full":
-            assert self._base_state is not None
-            self.model.load_state_dict(self._base_state, strict=True)
-        self._mode = "base"
-        self.model.requires_grad_(False)
-        self.model.eval()
-
-    def load_trained(self, path: Path) -> None:
-        """Load what :meth:`save` wrote on top of M_0; training afterwards continues it."""
-        path = Path(path)
-        state_file = path / STATE_FILE
-        if not state_file.is_file():
-            raise BiasloopError(f"no saved model state at {path} (missing {STATE_FILE})")
-        method = json.loads(state_file.read_text())["method"]
-        self.reset_to_base()  # also drops the compact decoder of the old weights
-        if method == "lora":
-            from peft import PeftConfig, PeftModel
-
-            # peft would fall back to adapter_model.bin (torch.load): take safetensors only.
-            if not (path / "adapter_model.safetensors").is_file():
-                raise BiasloopError(
-                    f"no adapter_model.safetensors in {path}; biasloop loads adapters only "
-                    "as safetensors"
-                )
-            with _quiet_peft():
-                self.model = PeftModel.from_pretrained(self.model, path, is_trainable=True)
-            adapter = PeftConfig.from_pretrained(path)
-            targets = adapter.target_modules
-            self._lora_signature = (
-                adapter.r,
-                adapter.lora_alpha,
-                tuple(sorted(targets if not isinstance(targets, str) else [targets])),
-            )
-            self._mode = "lora"
-        elif method == "full":
-            self._load_full_weights(path)
-        elif method != "base":
-            raise BiasloopError(f"{state_file}: unknown method {method!r}; valid: lora, full")
-        self.model.eval()
-
-    def _load_full_weights(self, path: Path) -> None:
-        from safetensors.torch import load_file
-
-        files = sorted(path.glob("*.safetensors"))
-        if not files:
-            raise BiasloopError(f"no *.safetensors weights in {path}")
-        self._snapshot_base()
-        state: dict[str, torch.Tensor] = {}
-        for file in files:
-            state.update(load_file(file))
-        missing, unexpected = self.model.load_state_dict(state, strict=False)
-        params = dict(self.model.named_parameters(remove_duplicate=False))
-        loaded = {id(params[name]) for name in state if name in params}
-        # Tied weights (e.g. lm_head = embed_tokens) are saved once; the rest must match.
-        untied_missing = [n for n in missing if n not in params or id(params[n]) not in loaded]
-        if unexpected or untied_missing:
-            raise BiasloopError(
-                f"weights in {path} do not fit model {self.name!r}: "
-                f"missing {untied_missing[:3]}, unexpected {unexpected[:3]}"
-            )
-        self._mode = "full"

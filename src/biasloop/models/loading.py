@@ -1,9 +1,11 @@
 """Turn a :class:`ModelConfig` into a ready :class:`ModelBackend`.
 
 Names registered in :data:`BACKENDS` (``smollm2-135m-instruct``, ``tiny-random``,
-``openai-api``) load their own way; any other name is a Hugging Face hub name or a
-local folder. :func:`check_trainable` rejects an API model where a role needs the
-weights (fine-tuning, scoring).
+``openai-api``) load their own way; any other name is a local folder or a Hugging
+Face hub name. :func:`resolve_model_name` says which, without downloading, and
+:func:`check_model_names` runs it on every model of a config before a run starts.
+:func:`check_trainable` rejects an API model where a role needs the weights
+(fine-tuning, scoring).
 """
 
 from __future__ import annotations
@@ -12,14 +14,22 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
 from biasloop.config.schema import API_BACKEND_NAME, ModelConfig
 from biasloop.errors import BiasloopError, ConfigError
 from biasloop.models.base import ModelBackend
 from biasloop.registry import Registry
 
+if TYPE_CHECKING:
+    from biasloop.config.schema import ExperimentConfig
+
 logger = logging.getLogger("biasloop.models")
+
+#: Seconds the one hub request of :func:`resolve_model_name` may take.
+HUB_TIMEOUT_SECONDS = 5.0
 
 BackendFactory = Callable[[ModelConfig], ModelBackend]
 
@@ -79,39 +89,182 @@ def check_trainable(config: ModelConfig, role: str) -> None:
 
 
 def _valid_names() -> str:
-    return f"{', '.join(BACKENDS.names())}, a Hugging Face hub name, or a local model folder"
+    return (f"{', '.join(BACKENDS.names())}, a local model folder (with config.json), or a "
+            "Hugging Face hub name (org/name) that is cached or reachable")
 
 
-def load_hf(config: ModelConfig) -> ModelBackend:
-    """A hub model (``org/name``) or local folder via ``AutoModelForCausalLM``."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a ``model.name`` resolved, and what transformers loads from there."""
 
-    from biasloop.models.hf import HFBackend, torch_dtype_kwargs
+    kind: Literal["builtin", "folder", "cache", "hub"]
+    location: str  # the built-in name, the folder's path, or the hub name
 
+
+#: (name, revision) pairs the hub has confirmed in this process (a sweep asks once).
+_ON_THE_HUB: set[tuple[str, str | None]] = set()
+
+
+def resolve_model_name(config: ModelConfig, *, field: str = "model") -> ModelSource:
+    """Where ``config.name`` comes from, found without downloading or retrying.
+
+    In order: a built-in name (:data:`BACKENDS`); a local folder (an existing path,
+    or one written with ``./``, ``/`` or ``~``, which must hold ``config.json``);
+    the Hugging Face cache (its ``config.json`` at ``config.revision``, no network);
+    the hub, asked once (one metadata request, :data:`HUB_TIMEOUT_SECONDS`, no
+    retries; not at all when ``HF_HUB_OFFLINE`` is set). Anything else is a one-line
+    ConfigError naming ``{field}.name`` (e.g. ``inheritance.augmentation.model.name``),
+    the value and what is valid.
+
+    >>> resolve_model_name(ModelConfig(name="tiny-random")).kind
+    'builtin'
+    >>> resolve_model_name(ModelConfig(name="./no-such-model"))
+    Traceback (most recent call last):
+    ...
+    biasloop.errors.ConfigError: model.name './no-such-model' is a local path with no such folder; valid: ...
+    """
     name = config.name
+    if name in BACKENDS:
+        return ModelSource("builtin", name)
     local = Path(name).expanduser()
     # Hub names look like ``org/name``; an existing path or an explicit ./, / or ~ is local.
     if name.startswith((".", "/", "~")) or local.exists():
         if not (local / "config.json").is_file():
             problem = "no such folder" if not local.exists() else "no config.json in it"
-            raise BiasloopError(
-                f"model.name {name!r} is a local path with {problem}; valid: {_valid_names()}"
+            raise ConfigError(
+                f"{field}.name {name!r} is a local path with {problem}; valid: {_valid_names()}"
             )
-        source = str(local)
-    else:
-        source = name
-    options = {"revision": config.revision, "trust_remote_code": config.trust_remote_code}
+        return ModelSource("folder", str(local))
+
+    from huggingface_hub import constants, try_to_load_from_cache
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source, **options)
-        model = AutoModelForCausalLM.from_pretrained(
-            source, **torch_dtype_kwargs(config.dtype), **options
+        validate_repo_id(name)
+    except HFValidationError:
+        raise ConfigError(
+            f"{field}.name {name!r} is not a built-in name, not an existing folder, and not a "
+            f"valid hub name; valid: {_valid_names()}"
+        ) from None
+    if isinstance(try_to_load_from_cache(name, "config.json", revision=config.revision), str):
+        return ModelSource("cache", name)
+    not_local = (f"{field}.name {name!r} is not a built-in name, a local folder, or in the "
+                 f"Hugging Face cache ({constants.HF_HUB_CACHE})")
+    if _hub_offline():
+        raise ConfigError(
+            f"{not_local}, and HF_HUB_OFFLINE is set, so the hub was not asked; valid: "
+            f"{_valid_names()}"
         )
+    if (name, config.revision) not in _ON_THE_HUB:
+        _ask_the_hub_once(config, field=field, not_local=not_local)
+        _ON_THE_HUB.add((name, config.revision))
+    return ModelSource("hub", name)
+
+
+def _ask_the_hub_once(config: ModelConfig, *, field: str, not_local: str) -> None:
+    """One ``model_info`` request: raise a one-line ConfigError unless the hub has the model.
+
+    ``HfApi.model_info`` sends a single request (hub downloads retry up to five times
+    with backoff, which without a network took about a minute and twenty log lines).
+    """
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HfHubHTTPError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    name = config.name
+    try:
+        HfApi().model_info(name, revision=config.revision, timeout=HUB_TIMEOUT_SECONDS)
+    except GatedRepoError:
+        raise ConfigError(
+            f"{field}.name {name!r} is gated on the Hugging Face hub and this machine has no "
+            "access; valid: accept its terms on the hub and log in (hf auth login), or "
+            f"{_valid_names()}"
+        ) from None
+    except RepositoryNotFoundError:
+        raise ConfigError(
+            f"{field}.name {name!r}: the Hugging Face hub has no such model (or it is private "
+            f"and this machine is not logged in); valid: {_valid_names()}"
+        ) from None
+    except RevisionNotFoundError:
+        raise ConfigError(
+            f"{field}.revision {config.revision!r}: model {name!r} on the Hugging Face hub has "
+            "no such revision; valid: one of its branches, tags or commits"
+        ) from None
+    except HfHubHTTPError as err:
+        status = err.response.status_code if err.response is not None else "?"
+        raise ConfigError(
+            f"{not_local}, and the hub answered HTTP {status}; valid: {_valid_names()}"
+        ) from None
+    except Exception as err:  # no network, DNS, TLS, timeout: whatever the client raises
+        reason = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
+        raise ConfigError(
+            f"{not_local}, and the hub cannot be reached ({type(err).__name__}"
+            f"{': ' + reason if reason else ''}); valid: {_valid_names()}"
+        ) from None
+
+
+def check_model_names(config: ExperimentConfig) -> None:
+    """Resolve every model ``config`` would load, before any run folder is written.
+
+    Checks ``model`` and, when set, ``inheritance.augmentation.model`` with
+    :func:`resolve_model_name`; nothing is downloaded.
+    """
+    resolve_model_name(config.model, field="model")
+    augmenter = config.inheritance.augmentation.model
+    if augmenter is not None:
+        resolve_model_name(augmenter, field="inheritance.augmentation.model")
+
+
+def load_hf(config: ModelConfig) -> ModelBackend:
+    """A local folder, or a hub model (``org/name``) from the cache or the hub.
+
+    Where the name resolves is :func:`resolve_model_name`; a folder or a cached model
+    loads without touching the network.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from biasloop.models.hf import HFBackend, torch_dtype_kwargs
+
+    name = config.name
+    source = resolve_model_name(config)
+    options = {"revision": config.revision, "trust_remote_code": config.trust_remote_code}
+
+    def from_pretrained(local_only: bool) -> tuple[Any, Any]:
+        tokenizer = AutoTokenizer.from_pretrained(
+            source.location, local_files_only=local_only, **options
+        )
+        model = AutoModelForCausalLM.from_pretrained(
+            source.location, local_files_only=local_only, **torch_dtype_kwargs(config.dtype),
+            **options,
+        )
+        return tokenizer, model
+
+    try:
+        try:
+            tokenizer, model = from_pretrained(local_only=source.kind != "hub")
+        except OSError:
+            if source.kind != "cache" or _hub_offline():
+                raise
+            # The cache holds config.json but not every file: fetch the rest from the hub.
+            tokenizer, model = from_pretrained(local_only=False)
     except (OSError, ValueError, KeyError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise BiasloopError(
             f"cannot load model {name!r} ({first[:200]}); valid: {_valid_names()}"
         ) from None
     return HFBackend(model, tokenizer, config=config, name=name)
+
+
+def _hub_offline() -> bool:
+    """``HF_HUB_OFFLINE`` (or ``TRANSFORMERS_OFFLINE``) is set: never ask the hub."""
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)
 
 
 def limit_threads() -> int:

@@ -341,7 +341,7 @@ class OpenAIApiBackend(ModelBackend):
         progress: bool,
     ) -> None:
         """Request every body in ``todo`` concurrently; fill ``answers`` and the cache."""
-        from biasloop.models.hf import _track
+        from biasloop.models.progress import track
 
         pool = ThreadPoolExecutor(
             max_workers=min(self.api.max_concurrency, len(todo)), thread_name_prefix="biasloop-api"
@@ -349,8 +349,8 @@ class OpenAIApiBackend(ModelBackend):
         futures = {pool.submit(self._request, body): job for job, (_, body) in todo.items()}
         unsaved = 0
         try:
-            for future in _track(_as_completed(futures), total=len(futures),
-                                 description="generate (api)", enabled=progress):
+            for future in track(_as_completed(futures), total=len(futures),
+                                description="generate (api)", enabled=progress):
                 job = futures[future]
                 answers[job] = future.result()  # a fatal error stops the whole call
                 if self._cache is not None:

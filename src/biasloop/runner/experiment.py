@@ -31,6 +31,7 @@ def check_plugins(config: ExperimentConfig, *, source: str | None = None) -> Non
 
     ``source`` (the config file) starts the one-line error, before the field it names.
     """
+    from biasloop.models.loading import check_model_names
     from biasloop.plugins import load_plugins
     from biasloop.runner.studies import get_study
 
@@ -39,6 +40,7 @@ def check_plugins(config: ExperimentConfig, *, source: str | None = None) -> Non
         for name in condition_names(config):
             condition = resolved_condition(config, name)
             get_study(condition.study).check(condition)
+            check_model_names(condition)  # local folder, HF cache, or the hub asked once
     except BiasloopError as err:
         # Plug-ins may quote user keys holding line breaks; the error must stay one line.
         message = one_line(str(err))

@@ -1,4 +1,4 @@
-/* Native CPU kernels for the compact decoder (biasloop.models.native).
+/* Native CPU kernels for the compact decoder (biasloop.models.fast.native).
  *
  * Compiled on first use with the machine's C compiler (-O3 -march=native -fopenmp)
  * and loaded through ctypes; the Python side falls back to PyTorch ops when no
