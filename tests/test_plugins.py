@@ -14,10 +14,11 @@ from biasloop.errors import ConfigError
 
 USER_PLUGIN = textwrap.dedent(
     '''
-    """A user's own task and mitigation, outside the biasloop package."""
+    """A user's own task, mitigation and loop metric, outside the biasloop package."""
 
     from pydantic import BaseModel, ConfigDict, Field
 
+    from biasloop.metrics.loop import Estimate, register_loop_metric
     from biasloop.mitigate import register_curation
     from biasloop.mitigate.rejection import _accept
     from biasloop.tasks import TASKS, Query, Task, TaskParams
@@ -74,6 +75,14 @@ USER_PLUGIN = textwrap.dedent(
             if len(candidates.responses[best].split()) >= context.params.min_words:
                 kept.append(_accept(candidates, best))
         return kept
+
+
+    @register_loop_metric("shouted_share")
+    def shouted_share(context):
+        """Share of evaluation responses with more capitals than lower-case letters."""
+        loud = [sum(c.isupper() for c in r) > sum(c.islower() for c in r)
+                for r in context.responses]
+        return [Estimate(sum(loud) / len(loud), n=len(loud))]
     '''
 )
 
@@ -127,6 +136,9 @@ def test_a_user_task_and_mitigation_run_through_biasloop_run(tmp_path, user_conf
     quality = metrics[(metrics["metric"] == "quality") & (metrics["group"] != "")]
     assert set(quality["group"]) == {"loud", "quiet"}
     assert set(metrics[metrics["metric"] == "attribute_share"]["group"]) == {"loud", "quiet"}
+    shouted = metrics[metrics["metric"] == "shouted_share"]
+    assert len(shouted) == 2 and shouted["value"].between(0, 1).all()  # generations 0 and 1
+    assert (shouted["n"] == 6).all()  # 3 evaluation queries per group
     synthetic = (tmp_path / "run" / "conditions" / "main" / "seed-0" / "gen-000"
                  / "synthetic.jsonl").read_text().splitlines()
     assert len(synthetic) == 6  # min_words 0 keeps one answer per served query
@@ -158,6 +170,9 @@ def test_an_unknown_plugin_name_suggests_the_nearest_and_names_the_field(user_co
         check_plugins(load_config(config, ["mitigation.name=longest_answr"]))
     with pytest.raises(ConfigError, match=r"study: unknown study 'scp' \(did you mean 'scpl'\?\)"):
         check_plugins(load_config(config, ["study=scp"]))
+    with pytest.raises(ConfigError, match=r"metrics\.names\[1\]: unknown metric 'shouted_shar' "
+                                          r"\(did you mean 'shouted_share'\?\)"):
+        check_plugins(load_config(config, ["metrics.names=[quality,shouted_shar]"]))
 
 
 def test_a_missing_or_broken_plugin_is_one_line_naming_it(tmp_path):

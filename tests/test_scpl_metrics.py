@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +15,8 @@ from biasloop.metrics import scpl
 from biasloop.metrics.aggregate import summarize_seeds
 from biasloop.metrics.ranges import metric_range
 from biasloop.metrics.stats import bootstrap_interval, mean_ci_across_seeds
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_quality_and_disparate_bias_and_ratio():
@@ -115,3 +118,25 @@ def test_seed_summary_never_reports_an_interval_outside_the_range():
     assert summary.loc["mean_length", "ci_high"] == pytest.approx(20.0 + half, rel=1e-5)
     assert summary.loc["mean_length", "ci_low"] == 0.0
     assert (summary["seeds"] == 3).all()
+
+
+def test_metrics_names_computes_only_the_named_loop_metrics(tmp_path):
+    from biasloop.config import load_config
+    from biasloop.runner.experiment import start_run
+
+    config = load_config(ROOT / "configs/scpl/preference-smoke.yaml", [
+        "model.name=tiny-random", "run.progress=false", "loop.generations=1",
+        "metrics.names=[disparate_bias,group_share]", "conditions={}",
+    ])
+    store = start_run(config, out=tmp_path / "run")
+    table = pd.read_parquet(store.root / "metrics.parquet")
+    assert set(table["metric"]) == {"disparate_bias", "group_share"}
+
+
+def test_every_builtin_loop_metric_documents_its_formula():
+    from biasloop.metrics.loop import LOOP_METRICS
+
+    names = LOOP_METRICS.names()
+    assert {"quality", "disparate_bias", "preference_bias", "perplexity", "group_share"} <= set(names)
+    for name in names:
+        assert LOOP_METRICS.info(name).summary, name

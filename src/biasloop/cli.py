@@ -201,7 +201,8 @@ def list_plugins(
     for info in infos:
         params = "\n".join(f"{name}: {type_default}" + (f" — {doc}" if doc else "")
                             for name, type_default, doc in info.params)
-        table.add_row(info.kind, info.name, info.summary, *([params] if kind else []))
+        # Summaries hold formulas such as ``quality[g]``, which rich would read as markup.
+        table.add_row(info.kind, info.name, escape(info.summary), *([escape(params)] if kind else []))
     console.print(table)
 
 

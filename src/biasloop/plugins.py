@@ -86,6 +86,7 @@ REGISTRY_MODULES = (
     "biasloop.inherit.evaluations.base",
     "biasloop.mitigate.base",
     "biasloop.loop.feedback",
+    "biasloop.metrics.loop.base",
     "biasloop.models.loading",
     "biasloop.resources.cues",
     "biasloop.runner.executors",

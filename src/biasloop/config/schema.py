@@ -273,6 +273,11 @@ class MetricsConfig(Section):
     bootstrap_samples: int = Field(1000, ge=0, le=100_000)
     confidence: float = Field(0.95, gt=0.5, lt=1.0)
     perplexity_texts: int = Field(32, ge=0, le=100_000, description="Held-out real texts.")
+    names: list[str] | None = Field(
+        None,
+        description="Loop metrics to compute, by registered name (`biasloop list metric`); "
+        "unset computes every registered one.",
+    )
 
 
 class RunConfig(Section):

@@ -40,6 +40,7 @@ import pandas as pd
 from biasloop.config.schema import ExperimentConfig
 from biasloop.loop.feedback import FEEDBACK_RULES, PopulationState
 from biasloop.metrics import scpl as metrics
+from biasloop.metrics.loop import LOOP_METRICS, LoopMetricContext, compute_loop_metrics
 from biasloop.metrics.stats import bootstrap_interval
 from biasloop.mitigate import (
     MITIGATIONS,
@@ -268,80 +269,39 @@ class LoopRun:
 
     def _metric_rows(self, t: int, evaluation: dict[str, Any],
                      curation: dict[str, Any] | None) -> list[dict[str, Any]]:
+        """One row per estimate of every loop metric (``metrics.names``; default all)."""
         settings = self.config.metrics
         seed = derive_seed(self.seed, self.condition, t, "bootstrap")
-        rows: list[dict[str, Any]] = []
-
-        def add(metric: str, value: float, low: float | None = None, high: float | None = None,
-                group: str = "", n: int | None = None) -> None:
-            # n: how many responses (or items) the estimate rests on; none for states.
-            rows.append({"generation": t, "condition": self.condition, "seed": self.seed,
-                         "group": group, "metric": metric, "value": float(value),
-                         "ci_low": float(value if low is None else low),
-                         "ci_high": float(value if high is None else high),
-                         "n": math.nan if n is None else float(n)})
-
-        def ci(samples: Sequence[Sequence[float]], statistic: Callable[..., float]) -> tuple[float, float, float]:
-            return bootstrap_interval(samples, statistic, n_resamples=settings.bootstrap_samples,
-                                confidence=settings.confidence, seed=seed)
-
-        by_group = {
-            g: [q for q, query in zip(evaluation["quality"], evaluation["queries"]) if query.group == g]
-            for g in self.groups
-        }
-        for group, values in by_group.items():
-            add("quality", *ci([values], np.mean), group=group, n=len(values))
-            texts = [r for r, q in zip(evaluation["responses"], evaluation["queries"]) if q.group == group]
-            add("mean_length", metrics.mean_length(texts), group=group, n=len(texts))
-        samples = [by_group[g] for g in self.groups]
-        n_eval = sum(len(v) for v in samples)
-        add("quality", *ci(samples, lambda *xs: float(np.mean([np.mean(x) for x in xs]))), n=n_eval)
-        add("disparate_bias", *ci(samples, metrics.disparate_bias), n=n_eval)
-        add("disparate_ratio", *ci(samples, metrics.disparate_ratio), n=n_eval)
-
-        model_attributes = self.task.attribute(evaluation["neutral_responses"])
-        if model_attributes is not None:
-            references = [q.reference for q in evaluation["neutral"] if q.reference]
-            reference_attributes = self.task.attribute(references) or []
-            # With no attributed response a distribution falls back to uniform: say so.
-            for source, attributes in (("model", model_attributes), ("reference", reference_attributes)):
-                unattributed = not any(a in self.groups for a in attributes)
-                if unattributed:
-                    log.warning("generation %d: no %s response has an attribute; its attribute "
-                                "distribution falls back to uniform", t, source)
-                add(f"fallback_uniform_{source}_attributes", float(unattributed))
-            codes = [self.groups.index(a) if a in self.groups else -1 for a in model_attributes]
-
-            def decode(sample: np.ndarray) -> list[str | None]:
-                return [self.groups[int(c)] if c >= 0 else None for c in sample]
-
-            add("preference_bias", *ci([codes], lambda s: metrics.preference_bias(
-                decode(s), reference_attributes, self.groups)), n=len(codes))
-            add("majority_lean", *ci([codes], lambda s: metrics.majority_lean(
-                decode(s), reference_attributes, self.groups, self.majority)), n=len(codes))
-            shares = metrics.attribute_distribution(model_attributes, self.groups)
-            attributed = sum(1 for a in model_attributes if a in self.groups)
-            for group in self.groups:
-                add("attribute_share", shares[group], group=group, n=attributed)
-
         state = self.state(t)
-        for group, share in state.shares.items():
-            add("group_share", share, group=group)
-        add("fallback_uniform_shares", float(state.extinct))
-        add("distinct_2", metrics.distinct_n(evaluation["responses"], 2), n=len(evaluation["responses"]))
-        add("mean_length", metrics.mean_length(evaluation["responses"]), n=len(evaluation["responses"]))
-        perplexity, n_texts = self._perplexity(t)
-        add("perplexity", perplexity, n=n_texts)
-        if curation is not None:
-            served = read_jsonl(self.gen_dir(t) / "served.jsonl")
-            for group, rate in curation["acceptance_rate"].items():
-                add("acceptance_rate", rate, group=group,
-                    n=sum(1 for r in served if r["group"] == group))
-            counts = {(f["name"], f["group"]): f["count"] for f in curation.get("fallbacks", [])}
-            for name in sorted({n for n, _ in counts}):
-                for group in self.groups:
-                    add(f"fallback_{name}", counts.get((name, group), 0), group=group)
-        return rows
+
+        def interval(samples: Sequence[Sequence[float]],
+                     statistic: Callable[..., float]) -> tuple[float, float, float]:
+            return bootstrap_interval(samples, statistic, n_resamples=settings.bootstrap_samples,
+                                      confidence=settings.confidence, seed=seed)
+
+        def attributes() -> tuple[list[str | None], list[str | None]] | None:
+            model = self.task.attribute(evaluation["neutral_responses"])
+            if model is None:
+                return None
+            references = [q.reference for q in evaluation["neutral"] if q.reference]
+            return list(model), list(self.task.attribute(references) or [])
+
+        served = (read_jsonl(self.gen_dir(t) / "served.jsonl") if curation is not None else [])
+        context = LoopMetricContext(
+            generation=t, groups=self.groups, majority=self.majority,
+            eval_groups=[q.group for q in evaluation["queries"]], quality=evaluation["quality"],
+            responses=evaluation["responses"], shares=state.shares, extinct=state.extinct,
+            interval=interval, curation=curation, served_groups=[r["group"] for r in served],
+            attribute_fn=attributes, perplexity_fn=lambda: self._perplexity(t),
+        )
+        return [
+            {"generation": t, "condition": self.condition, "seed": self.seed,
+             "group": estimate.group, "metric": name, "value": float(estimate.value),
+             "ci_low": float(estimate.value if estimate.low is None else estimate.low),
+             "ci_high": float(estimate.value if estimate.high is None else estimate.high),
+             "n": math.nan if estimate.n is None else float(estimate.n)}
+            for name, estimate in compute_loop_metrics(context, settings.names)
+        ]
 
     # ------------------------------------------------------------------ 4. feedback
     def feedback(self, t: int, evaluation: dict[str, Any]) -> None:
@@ -471,6 +431,8 @@ def check_scpl(config: ExperimentConfig) -> None:
     check_trainable(config.model, "model")
     resolve_device(config.model.device)
     FEEDBACK_RULES.get(config.feedback.rule)
+    for index, name in enumerate(config.metrics.names or []):
+        LOOP_METRICS.get(name, where=f"metrics.names[{index}]")
     check_mitigation(config.mitigation)
     validate_task_params(config.task)
     task = build_task(config.task, seed=config.seed)
