@@ -19,7 +19,7 @@ BAD_CONFIGS = [
     ("loop:\n  initial_shares: {left: -1, right: 1}\n", "loop.initial_shares"),
     ("generation:\n  top_p: 0\n", "generation.top_p = 0: Input should be greater than 0"),
     ("task:\n  source: hf\n", "task.hf_dataset is required when task.source is 'hf'"),
-    ("conditions:\n  a:\n    feedback.eta: -2\n", "conditions.a.feedback.eta = -2: Input should be greater than or equal to 0"),
+    ("conditions:\n  a:\n    feedback.min_share: -2\n", "conditions.a.feedback.min_share = -2: Input should be greater than or equal to 0"),
     ("conditions:\n  a:\n    seed: 2\n", "conditions.a.seed cannot be set per condition"),
     ("mitigation:\n  candidates: 0\n", "mitigation.candidates = 0: Input should be greater than or equal to 1"),
     ("seeds: [1, 1]\n", "seeds = [1, 1]: seeds must be distinct"),

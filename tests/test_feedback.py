@@ -6,47 +6,51 @@ import math
 
 import pytest
 
-from biasloop.config import FeedbackConfig
-from biasloop.loop.feedback import FEEDBACK_RULES, PopulationState, floor_shares
+from biasloop.config import FeedbackConfig, load_config
+from biasloop.errors import ConfigError
+from biasloop.loop.feedback import FEEDBACK_RULES, PopulationState, feedback_params, floor_shares
+
+STATIC = FEEDBACK_RULES.get("static")
+RETENTION = FEEDBACK_RULES.get("retention")
+EXPONENTIAL = FEEDBACK_RULES.get("exponential")
 
 
 def test_static_keeps_shares():
     state = PopulationState.from_shares({"a": 0.7, "b": 0.3})
-    new = FEEDBACK_RULES.get("static")(state, {"a": 0.9, "b": 0.1}, FeedbackConfig())
+    new = STATIC(state, {"a": 0.9, "b": 0.1})
     assert new.shares == pytest.approx({"a": 0.7, "b": 0.3})
 
 
 def test_retention_matches_hand_computation():
     # N = (0.5, 0.5); ν(q) = clip(0.2 + 0.8 q, 0, 1): ν(1.0) = 1.0, ν(0.25) = 0.4; b = 0.1
     # N' = (0.5*1.0 + 0.1, 0.5*0.4 + 0.1) = (0.6, 0.3) -> p = (2/3, 1/3)
-    config = FeedbackConfig(alpha=0.2, beta=0.8, arrivals=0.1)
-    new = FEEDBACK_RULES.get("retention")(PopulationState.uniform(["a", "b"]), {"a": 1.0, "b": 0.25}, config)
+    params = RETENTION.Params(alpha=0.2, beta=0.8, arrivals=0.1)
+    new = RETENTION(PopulationState.uniform(["a", "b"]), {"a": 1.0, "b": 0.25}, params)
     assert new.population == pytest.approx({"a": 0.6, "b": 0.3})
     assert new.shares == pytest.approx({"a": 2 / 3, "b": 1 / 3})
 
 
 def test_retention_clips_nu_to_unit_interval():
-    config = FeedbackConfig(alpha=0.9, beta=0.5)  # ν(1) = 1.4 -> 1
-    new = FEEDBACK_RULES.get("retention")(PopulationState({"a": 2.0, "b": 2.0}), {"a": 1.0, "b": -4.0}, config)
+    params = RETENTION.Params(alpha=0.9, beta=0.5)  # ν(1) = 1.4 -> 1
+    new = RETENTION(PopulationState({"a": 2.0, "b": 2.0}), {"a": 1.0, "b": -4.0}, params)
     assert new.population == pytest.approx({"a": 2.0, "b": 0.0})
 
 
 def test_exponential_matches_hand_computation():
     # p = (0.5, 0.5), q = (0.8, 0.2): mean = 0.5; w = (0.5 e^{η·0.3}, 0.5 e^{-η·0.3}) with η = 2
-    config = FeedbackConfig(eta=2.0)
-    new = FEEDBACK_RULES.get("exponential")(PopulationState.uniform(["a", "b"]), {"a": 0.8, "b": 0.2}, config)
+    params = EXPONENTIAL.Params(eta=2.0)
+    new = EXPONENTIAL(PopulationState.uniform(["a", "b"]), {"a": 0.8, "b": 0.2}, params)
     expected_a = math.exp(0.6) / (math.exp(0.6) + math.exp(-0.6))
     assert new.shares["a"] == pytest.approx(expected_a)
     assert new.shares["b"] == pytest.approx(1 - expected_a)
 
 
 def test_min_share_floor_holds_exactly_after_renormalisation():
-    config = FeedbackConfig(alpha=0.0, beta=1.0, min_share=0.1)
-    new = FEEDBACK_RULES.get("retention")(PopulationState.uniform(["a", "b"]), {"a": 1.0, "b": 0.0}, config)
+    params = RETENTION.Params(alpha=0.0, beta=1.0)
+    new = RETENTION(PopulationState.uniform(["a", "b"]), {"a": 1.0, "b": 0.0}, params, min_share=0.1)
     # shares (1, 0): b is raised to exactly the floor 0.1, a keeps the rest 0.9
     assert new.shares == pytest.approx({"a": 0.9, "b": 0.1}, abs=1e-12)
-    config = FeedbackConfig(alpha=0.0, beta=1.0, min_share=0.2)
-    new = FEEDBACK_RULES.get("retention")(PopulationState.uniform(["a", "b"]), {"a": 1.0, "b": 0.0}, config)
+    new = RETENTION(PopulationState.uniform(["a", "b"]), {"a": 1.0, "b": 0.0}, params, min_share=0.2)
     assert new.shares == pytest.approx({"a": 0.8, "b": 0.2}, abs=1e-12)
 
 
@@ -81,11 +85,11 @@ def test_min_share_holds_for_every_rule_and_group_count(groups):
     floor = 0.5 / groups
     quality = {g: (1.0 if i == 0 else 0.0) for i, g in enumerate(names)}
     state = PopulationState.uniform(names, total=100.0)
-    for rule in ("retention", "exponential"):
-        config = FeedbackConfig(alpha=0.0, beta=1.0, eta=20.0, min_share=floor)
+    for rule, params in ((RETENTION, RETENTION.Params(alpha=0.0, beta=1.0)),
+                         (EXPONENTIAL, EXPONENTIAL.Params(eta=20.0))):
         current = state
         for _ in range(10):
-            current = FEEDBACK_RULES.get(rule)(current, quality, config)
+            current = rule(current, quality, params, min_share=floor)
             assert min(current.shares.values()) >= floor - 1e-12
             assert sum(current.population.values()) > 0
 
@@ -101,12 +105,13 @@ def test_retention_counts_users_from_the_initial_population():
     #   t=1: N = (100·0.9 + 5, 100·0.5 + 5) = (95, 55)
     #   t=2: N = (95·0.9 + 5, 55·0.5 + 5) = (90.5, 32.5)
     #   t=3: N = (90.5·0.9 + 5, 32.5·0.5 + 5) = (86.45, 21.25)
-    config = FeedbackConfig(alpha=0.0, beta=1.0, arrivals=5.0, initial_population=200.0)
+    config = FeedbackConfig(initial_population=200.0,
+                            params={"retention": {"alpha": 0.0, "beta": 1.0, "arrivals": 5.0}})
     state = PopulationState.uniform(["a", "b"], total=config.initial_population)
     assert state.population == {"a": 100.0, "b": 100.0}
     trajectory = []
     for _ in range(3):
-        state = FEEDBACK_RULES.get("retention")(state, {"a": 0.9, "b": 0.5}, config)
+        state = RETENTION(state, {"a": 0.9, "b": 0.5}, feedback_params(config, "retention"))
         trajectory.append(state.population)
     assert trajectory == [
         pytest.approx({"a": 95.0, "b": 55.0}),
@@ -119,18 +124,55 @@ def test_retention_counts_users_from_the_initial_population():
 def test_arrivals_are_users_so_the_initial_population_sets_their_weight():
     # The same b = 5 users matters less in a larger population.
     quality = {"a": 1.0, "b": 0.0}
-    small = FeedbackConfig(alpha=0.0, beta=1.0, arrivals=5.0, initial_population=20.0)
-    large = FeedbackConfig(alpha=0.0, beta=1.0, arrivals=5.0, initial_population=2000.0)
-    rule = FEEDBACK_RULES.get("retention")
-    share_small = rule(PopulationState.uniform(["a", "b"], total=20.0), quality, small).shares["b"]
-    share_large = rule(PopulationState.uniform(["a", "b"], total=2000.0), quality, large).shares["b"]
+    params = RETENTION.Params(alpha=0.0, beta=1.0, arrivals=5.0)
+    share_small = RETENTION(PopulationState.uniform(["a", "b"], total=20.0), quality, params).shares["b"]
+    share_large = RETENTION(PopulationState.uniform(["a", "b"], total=2000.0), quality, params).shares["b"]
     assert share_small == pytest.approx(5 / (15 + 5))
     assert share_large == pytest.approx(5 / (1005 + 5))
 
 
 def test_an_extinct_population_is_flagged_and_falls_back_to_uniform_shares():
-    config = FeedbackConfig(alpha=0.0, beta=1.0)
-    new = FEEDBACK_RULES.get("retention")(PopulationState.uniform(["a", "b"]), {"a": 0.0, "b": 0.0}, config)
+    params = RETENTION.Params(alpha=0.0, beta=1.0)
+    new = RETENTION(PopulationState.uniform(["a", "b"]), {"a": 0.0, "b": 0.0}, params)
     assert new.extinct
     assert new.shares == {"a": 0.5, "b": 0.5}
     assert not PopulationState.uniform(["a", "b"]).extinct
+
+
+def test_each_rule_reads_its_own_params_so_conditions_can_switch_rules():
+    config = FeedbackConfig(rule="static", params={"retention": {"alpha": 0.3, "beta": 0.7},
+                                                   "exponential": {"eta": 2.0}})
+    assert feedback_params(config) == STATIC.Params()
+    assert feedback_params(config, "retention") == RETENTION.Params(alpha=0.3, beta=0.7)
+    assert feedback_params(config, "exponential").eta == 2.0
+    assert feedback_params(FeedbackConfig(), "retention") == RETENTION.Params()  # defaults
+
+
+def test_the_old_top_level_keys_still_work_with_a_deprecation_warning():
+    with pytest.warns(FutureWarning) as caught:
+        config = FeedbackConfig(alpha=0.2, beta=0.9, eta=3.0)
+    assert [str(w.message) for w in caught] == [
+        f"feedback.{key} is deprecated and will be removed; use feedback.params.{rule}.{key}"
+        for key, rule in (("alpha", "retention"), ("beta", "retention"), ("eta", "exponential"))
+    ]
+    assert config.params == {"retention": {"alpha": 0.2, "beta": 0.9}, "exponential": {"eta": 3.0}}
+    with pytest.warns(FutureWarning):
+        loaded = load_config(None, ["feedback.rule=retention", "feedback.alpha=0.1"])
+    assert feedback_params(loaded.feedback) == RETENTION.Params(alpha=0.1)
+
+
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        ({"retention": {"alpha": 0.1, "gamma": 1}}, r"unknown field 'feedback\.params\.retention\.gamma'; valid: alpha, arrivals, beta"),
+        ({"exponential": {"eta": -1}}, r"feedback\.params\.exponential\.eta = -1: Input should be greater than or equal to 0"),
+        ({"retension": {"alpha": 0.1}}, r"feedback\.params\.retension: unknown feedback rule 'retension' \(did you mean 'retention'\?\)"),
+    ],
+)
+def test_bad_rule_params_fail_before_work_in_one_line(params, expected):
+    from biasloop.runner.experiment import check_plugins
+
+    config = load_config(None, ["model.name=tiny-random", f"feedback.params={params}"])
+    with pytest.raises(ConfigError, match=expected) as info:
+        check_plugins(config)
+    assert "\n" not in str(info.value)

@@ -176,7 +176,8 @@ def test_fallbacks_are_logged_counted_and_reported(tmp_path, caplog):
     overrides = [o for o in SMOKE if not o.startswith("loop.generations")] + [
         "loop.generations=1",
         "loop.queries_per_generation=6",
-        "feedback.rule=retention", "feedback.alpha=0", "feedback.beta=0",
+        "feedback.rule=retention", "feedback.params.retention.alpha=0",
+        "feedback.params.retention.beta=0",
         "mitigation.name=balanced_reward_rejection", "mitigation.threshold=1.0",
         "mitigation.candidates=1",
     ]

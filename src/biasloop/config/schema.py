@@ -14,6 +14,8 @@ and from Python::
 
 from __future__ import annotations
 
+import warnings
+
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -159,25 +161,32 @@ class LoopConfig(Section):
         return value
 
 
+#: Keys that were fields of ``feedback`` before each rule had its own params:
+#: key -> the rule whose params hold it now (deprecated; moved with a FutureWarning).
+LEGACY_FEEDBACK_KEYS = {"alpha": "retention", "beta": "retention", "arrivals": "retention",
+                        "eta": "exponential"}
+
+
 class FeedbackConfig(Section):
-    """How group shares respond to service quality (SPEC section 2)."""
+    """How group shares respond to service quality (SPEC section 2).
+
+    Each rule's own options are under ``params.<rule>`` (``biasloop list feedback-rule``),
+    so conditions that switch the rule can share one ``feedback`` section.
+    """
 
     rule: str = Field("static", description="Registered rule: static, retention, exponential.")
-    alpha: float = Field(0.5, description="Retention: ν(q) = clip(α + β·q, 0, 1).")
-    beta: float = Field(0.5, description="Retention: slope of ν in quality.")
+    params: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Options per rule, e.g. `{retention: {alpha: 0.3, beta: 0.7}, exponential: "
+        "{eta: 5}}`; each is checked by that rule's params (`biasloop list feedback-rule`). The "
+        "old top-level keys alpha, beta, arrivals and eta still work, with a deprecation warning.",
+    )
     initial_population: float = Field(
         100.0,
         gt=0.0,
-        description="Users at generation 0, N_0(g) = initial_population · p_0(g); N and "
-        "`arrivals` count users in this unit.",
+        description="Users at generation 0, N_0(g) = initial_population · p_0(g); N and the "
+        "retention rule's `arrivals` count users in this unit.",
     )
-    arrivals: float = Field(
-        0.0,
-        ge=0.0,
-        description="Retention: new users b_g added to every group each generation (users, "
-        "the unit of `initial_population`).",
-    )
-    eta: float = Field(5.0, ge=0.0, description="Exponential: step size η.")
     min_share: float = Field(
         0.0,
         ge=0.0,
@@ -185,6 +194,29 @@ class FeedbackConfig(Section):
         description="Floor on any group's share, held exactly after renormalising "
         "(0 lets a group vanish); at most 1 / number of groups.",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _move_legacy_keys(cls, data: Any) -> Any:
+        """``feedback.alpha`` and friends move to ``feedback.params.<rule>.<key>`` (deprecated)."""
+        if not isinstance(data, dict) or not set(data) & set(LEGACY_FEEDBACK_KEYS):
+            return data
+        data = dict(data)
+        params = {rule: dict(values) if isinstance(values, dict) else values
+                  for rule, values in (data.get("params") or {}).items()}
+        for key in [k for k in data if k in LEGACY_FEEDBACK_KEYS]:
+            rule = LEGACY_FEEDBACK_KEYS[key]
+            warnings.warn(
+                f"feedback.{key} is deprecated and will be removed; use "
+                f"feedback.params.{rule}.{key}",
+                FutureWarning,
+                stacklevel=2,
+            )
+            value = data.pop(key)
+            if isinstance(params.setdefault(rule, {}), dict):
+                params[rule].setdefault(key, value)
+        data["params"] = params
+        return data
 
 
 class TokenMitigationConfig(Section):

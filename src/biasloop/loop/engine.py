@@ -38,7 +38,12 @@ import numpy as np
 import pandas as pd
 
 from biasloop.config.schema import ExperimentConfig
-from biasloop.loop.feedback import FEEDBACK_RULES, PopulationState
+from biasloop.loop.feedback import (
+    FEEDBACK_RULES,
+    PopulationState,
+    check_feedback,
+    feedback_params,
+)
 from biasloop.metrics import scpl as metrics
 from biasloop.metrics.loop import LOOP_METRICS, LoopMetricContext, compute_loop_metrics
 from biasloop.metrics.stats import bootstrap_interval
@@ -314,8 +319,10 @@ class LoopRun:
                               if query.group == g]))
             for g in self.groups
         }
-        rule = FEEDBACK_RULES.get(self.config.feedback.rule)
-        new_state = rule(self.state(t), quality, self.config.feedback)
+        settings = self.config.feedback
+        rule = FEEDBACK_RULES.get(settings.rule)
+        new_state = rule(self.state(t), quality, feedback_params(settings),
+                         min_share=settings.min_share)
         if new_state.extinct:
             log.warning("generation %d: every group has left (N = 0); generation %d serves "
                         "uniform shares (counted as fallback_uniform_shares)", t, t + 1)
@@ -430,7 +437,7 @@ def check_scpl(config: ExperimentConfig) -> None:
         )
     check_trainable(config.model, "model")
     resolve_device(config.model.device)
-    FEEDBACK_RULES.get(config.feedback.rule)
+    check_feedback(config.feedback)
     for index, name in enumerate(config.metrics.names or []):
         LOOP_METRICS.get(name, where=f"metrics.names[{index}]")
     check_mitigation(config.mitigation)

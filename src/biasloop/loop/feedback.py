@@ -1,13 +1,17 @@
 """Performative feedback: how group shares respond to service quality.
 
 The population state is a frozen dataclass and each rule is one pure function
-``rule(state, quality, config) -> state`` registered in ``FEEDBACK_RULES``::
+``rule(state, quality, params, *, min_share) -> state`` with its own typed
+``Params``, registered in ``FEEDBACK_RULES``::
 
-    >>> from biasloop.config import FeedbackConfig
     >>> state = PopulationState.uniform(["a", "b"], total=200)
-    >>> new = retention_feedback(state, {"a": 1.0, "b": 0.0}, FeedbackConfig(alpha=0.0, beta=1.0))
+    >>> retention = FEEDBACK_RULES.get("retention")
+    >>> new = retention(state, {"a": 1.0, "b": 0.0}, retention.Params(alpha=0.0, beta=1.0))
     >>> new.population, new.shares
     ({'a': 100.0, 'b': 0.0}, {'a': 1.0, 'b': 0.0})
+
+A config names the rule in ``feedback.rule`` and gives its params under
+``feedback.params.<rule>`` (:func:`feedback_params`).
 """
 
 from __future__ import annotations
@@ -16,7 +20,10 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
 from biasloop.config.schema import FeedbackConfig
+from biasloop.errors import ConfigError
 from biasloop.registry import Registry
 
 
@@ -25,7 +32,7 @@ class PopulationState:
     """Group user counts ``N(g)`` and shares ``p(g) = N(g) / Σ_h N(h)``.
 
     ``N`` is in users: a loop starts from ``N_0(g) = feedback.initial_population · p_0(g)``,
-    and ``feedback.arrivals`` adds users in the same unit.
+    and the retention rule's ``arrivals`` adds users in the same unit.
     """
 
     population: dict[str, float]
@@ -56,8 +63,75 @@ class PopulationState:
         return {g: n / total for g, n in self.population.items()}
 
 
-FeedbackRule = Callable[[PopulationState, Mapping[str, float], FeedbackConfig], PopulationState]
+class NoParams(BaseModel):
+    """A rule without options."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+Step = Callable[..., "PopulationState"]
+
+
+@dataclass(frozen=True)
+class FeedbackRule:
+    """A registered rule: its step ``step(state, quality, params, *, min_share)`` and ``Params``."""
+
+    step: Step
+    Params: type[BaseModel] = NoParams
+    summary: str = ""
+
+    def __call__(self, state: PopulationState, quality: Mapping[str, float],
+                 params: BaseModel | None = None, *, min_share: float = 0.0) -> PopulationState:
+        """``p_{t+1}`` from ``p_t`` and the groups' quality ``q_t`` (default params if none)."""
+        return self.step(state, quality, params or self.Params(), min_share=min_share)
+
+
 FEEDBACK_RULES: Registry[FeedbackRule] = Registry("feedback rule", field="feedback.rule")
+
+
+def register_feedback_rule(
+    name: str, *, Params: type[BaseModel] = NoParams  # noqa: N803
+) -> Callable[[Step], Step]:
+    """Register ``step(state, quality, params, *, min_share) -> state`` under ``name``.
+
+    Its summary (``biasloop list feedback-rule``) is the first line of its docstring.
+    """
+
+    def decorate(step: Step) -> Step:
+        doc = (step.__doc__ or "").strip()
+        FEEDBACK_RULES.register(name)(
+            FeedbackRule(step, Params, doc.splitlines()[0] if doc else "")
+        )
+        return step
+
+    return decorate
+
+
+def feedback_params(config: FeedbackConfig, rule: str | None = None) -> BaseModel:
+    """``feedback.params.<rule>`` validated by that rule's ``Params`` (one-line error)."""
+    from biasloop.config.load import format_validation_error
+
+    rule = rule or config.rule
+    registered = FEEDBACK_RULES.get(rule)
+    try:
+        return registered.Params(**config.params.get(rule, {}))
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(
+            err, model=registered.Params, prefix=f"feedback.params.{rule}."
+        )) from None
+    except TypeError:  # params.<rule> is not a mapping
+        raise ConfigError(
+            f"feedback.params.{rule} = {config.params.get(rule)!r}: valid: a mapping of "
+            f"{', '.join(registered.Params.model_fields) or 'no options'}"
+        ) from None
+
+
+def check_feedback(config: FeedbackConfig) -> None:
+    """The rule exists, and every rule under ``feedback.params`` exists and accepts its params."""
+    FEEDBACK_RULES.get(config.rule)
+    for rule in config.params:
+        FEEDBACK_RULES.get(rule, where=f"feedback.params.{rule}")
+        feedback_params(config, rule)
 
 
 def floor_shares(shares: Mapping[str, float], min_share: float) -> dict[str, float]:
@@ -106,40 +180,58 @@ def _floor_state(state: PopulationState, min_share: float) -> PopulationState:
     return PopulationState({g: total * floored[g] for g in state.population})
 
 
-@FEEDBACK_RULES.register("static")
-def static_feedback(
-    state: PopulationState, quality: Mapping[str, float], config: FeedbackConfig
-) -> PopulationState:
+@register_feedback_rule("static")
+def static_feedback(state: PopulationState, quality: Mapping[str, float], params: BaseModel,
+                    *, min_share: float = 0.0) -> PopulationState:
     """``p_{t+1} = p_t``: the control, a self-consuming loop with no performative effect."""
     return state
 
 
-@FEEDBACK_RULES.register("retention")
-def retention_feedback(
-    state: PopulationState, quality: Mapping[str, float], config: FeedbackConfig
-) -> PopulationState:
-    """Retention dynamics after Hashimoto et al. (2018).
+class RetentionParams(BaseModel):
+    """Options of the retention rule."""
 
-    ``N_{t+1}(g) = N_t(g) · ν(q_t(g)) + b_g`` with ``ν(q) = clip(α + β·q, 0, 1)``
-    and ``b_g = config.arrivals`` new users per group; shares are ``p = N / Σ N``.
-    ``N`` counts users (``N_0 = config.initial_population · p_0``).
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    alpha: float = Field(0.5, description="ν(q) = clip(α + β·q, 0, 1): retention at quality 0.")
+    beta: float = Field(0.5, description="Slope of ν in quality.")
+    arrivals: float = Field(
+        0.0, ge=0.0,
+        description="New users b_g added to every group each generation (users, the unit of "
+        "feedback.initial_population).",
+    )
+
+
+@register_feedback_rule("retention", Params=RetentionParams)
+def retention_feedback(state: PopulationState, quality: Mapping[str, float],
+                       params: RetentionParams, *, min_share: float = 0.0) -> PopulationState:
+    """Retention dynamics after Hashimoto et al. (2018): ``N_{t+1}(g) = N_t(g)·ν(q_t(g)) + b_g``.
+
+    ``ν(q) = clip(α + β·q, 0, 1)`` and ``b_g = params.arrivals`` new users per group;
+    shares are ``p = N / Σ N``. ``N`` counts users
+    (``N_0 = feedback.initial_population · p_0``).
     """
     population = {
-        g: n * min(max(config.alpha + config.beta * quality[g], 0.0), 1.0) + config.arrivals
+        g: n * min(max(params.alpha + params.beta * quality[g], 0.0), 1.0) + params.arrivals
         for g, n in state.population.items()
     }
-    return _floor_state(PopulationState(population), config.min_share)
+    return _floor_state(PopulationState(population), min_share)
 
 
-@FEEDBACK_RULES.register("exponential")
-def exponential_feedback(
-    state: PopulationState, quality: Mapping[str, float], config: FeedbackConfig
-) -> PopulationState:
+class ExponentialParams(BaseModel):
+    """Options of the exponential (multiplicative-weights) rule."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    eta: float = Field(5.0, ge=0.0, description="Step size η.")
+
+
+@register_feedback_rule("exponential", Params=ExponentialParams)
+def exponential_feedback(state: PopulationState, quality: Mapping[str, float],
+                         params: ExponentialParams, *, min_share: float = 0.0) -> PopulationState:
     """Multiplicative weights: ``p_{t+1}(g) ∝ p_t(g) · exp(η · (q_t(g) − Σ_h p_t(h) q_t(h)))``."""
     shares = state.shares
     average = sum(shares[g] * quality[g] for g in shares)
-    weights = {g: p * math.exp(config.eta * (quality[g] - average)) for g, p in shares.items()}
+    weights = {g: p * math.exp(params.eta * (quality[g] - average)) for g, p in shares.items()}
     return _floor_state(
-        PopulationState.from_shares(weights, total=sum(state.population.values())),
-        config.min_share,
+        PopulationState.from_shares(weights, total=sum(state.population.values())), min_share
     )
