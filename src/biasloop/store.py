@@ -11,7 +11,10 @@ Layout of a run directory::
 Every write goes to a temporary file in the same folder and is then renamed
 over the target (``os.replace``), so a killed process leaves either the old
 file or the new one, never half of one. A unit of work is done exactly when its
-output file exists; resuming a run skips every unit whose output is present.
+output file exists; resuming a run skips every unit whose output is present
+(:func:`cached`). Work that several conditions of a run would repeat on identical
+inputs is done once and copied (:meth:`RunStore.shared`, keyed by
+:func:`content_key`).
 Every folder of a run lists the SHA-256 of its files in ``.checksums.json``
 (see :mod:`biasloop.io`); :meth:`RunStore.verify` checks them before a resume.
 """
@@ -20,11 +23,15 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import hashlib
+import json
+import logging
 import platform
+import shutil
 import subprocess
 from importlib import metadata
 from pathlib import Path
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import pandas as pd
@@ -49,6 +56,8 @@ METRIC_COLUMNS = ["generation", "condition", "seed", "group", "metric", "value",
 #: items (or responses) an estimate was computed on.
 MEASUREMENT_COLUMNS = ["n"]
 MANIFEST = "manifest.json"
+
+log = logging.getLogger("biasloop.store")
 
 
 # ---------------------------------------------------------------- provenance
@@ -106,6 +115,21 @@ def cached(path: Path, compute: Callable[[], T]) -> T:
     value = compute()
     write(path, value)
     return value
+
+
+def content_key(inputs: Any) -> str:
+    """A short name for the inputs of a unit of work: equal inputs, equal key.
+
+    The first 16 hex digits of the SHA-256 of ``inputs`` as JSON with sorted keys;
+    ``inputs`` holds everything the unit's outputs depend on (data, model, settings,
+    seed), and nothing that does not (such as a condition's name).
+
+        >>> content_key({"seed": 0, "data": [1, 2]}) == content_key({"data": [1, 2], "seed": 0})
+        True
+        >>> len(content_key({"seed": 0})), content_key({"seed": 0}) == content_key({"seed": 1})
+        (16, False)
+    """
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def now() -> str:
@@ -183,6 +207,81 @@ class RunStore:
         if not target.is_relative_to(self.root.resolve()):
             raise RunStoreError(f"path {'/'.join(parts)!r} escapes the run directory")
         return target
+
+    def shared(
+        self,
+        path: Path,
+        compute: Callable[[], dict[str, Any]],
+        *,
+        inputs: Callable[[], Any],
+        outputs: Sequence[str] = (),
+    ) -> dict[str, Any]:
+        """The summary of a unit of work that another condition of the run may have done already.
+
+        ``path`` is the unit's summary, a ``.json`` file below ``conditions/<condition>/``
+        written last (so, as with :func:`cached`, the unit is done exactly when it exists);
+        ``outputs`` are glob patterns, relative to the summary's folder, of the other files
+        and folders the unit writes. ``inputs()`` returns everything those outputs depend
+        on; its :func:`content_key` is the summary's ``"key"``. In order:
+
+        1. resume: ``path`` exists, and is read back;
+        2. reuse: the same path in another condition (the first by name) holds a summary
+           with the same key: its ``outputs`` are copied (a folder whole and atomically),
+           then its summary is written with ``"copied_from"``: that condition;
+        3. compute: ``compute()`` writes the outputs and returns the summary, which is
+           written with ``"key"`` added.
+
+        ``inputs`` is only called when the unit is not done, so resuming costs nothing.
+
+            >>> import tempfile
+            >>> store = RunStore(tempfile.mkdtemp())
+            >>> plain = store.path("conditions", "plain", "seed-0", "model", "train.json")
+            >>> masked = store.path("conditions", "masked", "seed-0", "model", "train.json")
+            >>> store.shared(plain, lambda: {"loss": 0.5}, inputs=lambda: {"data": [1, 2]})
+            {'loss': 0.5, 'key': '...'}
+            >>> store.shared(masked, lambda: {"loss": 9.9}, inputs=lambda: {"data": [1, 2]})
+            {'loss': 0.5, 'key': '...', 'copied_from': 'plain'}
+        """
+        path = Path(path)
+        if path.exists():
+            return read_json(path)
+        condition, below = self._condition_of(path)
+        key = content_key(inputs())
+        for sibling in sorted((self.root / "conditions").glob("*")):
+            source = sibling.joinpath(*below)
+            if sibling.name == condition or not source.is_file():
+                continue
+            summary = read_json(source)
+            if summary.get("key") != key:
+                continue
+            for pattern in outputs:
+                for found in sorted(source.parent.glob(pattern)):
+                    target = path.parent / found.relative_to(source.parent)
+                    if found.is_dir():
+                        with staging_dir(target) as staged:
+                            shutil.copytree(found, staged, dirs_exist_ok=True)
+                    else:
+                        write_bytes(target, found.read_bytes())
+            copied = {**summary, "copied_from": sibling.name}
+            write_json(path, copied)
+            log.info("%s: same inputs (key %s) as condition %s; reused its outputs",
+                     "/".join(below[:-1]), key, sibling.name)
+            return copied
+        summary = {**compute(), "key": key}
+        write_json(path, summary)
+        return summary
+
+    def _condition_of(self, path: Path) -> tuple[str, tuple[str, ...]]:
+        """(condition, the path's parts below the condition folder) of a path in ``conditions/``."""
+        try:
+            parts = path.resolve().relative_to((self.root / "conditions").resolve()).parts
+        except ValueError:
+            parts = ()
+        if len(parts) < 2:
+            raise RunStoreError(
+                f"shared: {str(path)!r} is not a file below {str(self.root / 'conditions')!r}/<condition>/"
+            )
+        return parts[0], parts[1:]
 
     def collect_metrics(self) -> pd.DataFrame:
         """Merge every ``metrics.parquet`` below ``conditions/`` into the run-level table."""

@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from biasloop.config.schema import ExperimentConfig
+from biasloop.finetune import fine_tune
 from biasloop.loop.feedback import (
     FEEDBACK_RULES,
     PopulationState,
@@ -58,7 +59,7 @@ from biasloop.mitigate import (
     prepare_training_records,
     training_loss_term,
 )
-from biasloop.models.base import ModelBackend, TrainExample
+from biasloop.models.base import ModelBackend
 from biasloop.store import RunStore, cached, read_json, read_jsonl, write_jsonl
 from biasloop.tracking import Track, no_progress
 from biasloop.seeding import derive_seed, rng
@@ -370,10 +371,9 @@ class LoopRun:
         cached(self.gen_dir(t) / "train.json", lambda: self._train(t, records))
 
     def _train(self, t: int, records: Sequence[dict[str, Any]]) -> dict[str, Any]:
-        if self.config.loop.type == "retrain":
-            self.backend.reset_to_base()
-        else:
-            self.use_model(t)
+        retrain = self.config.loop.type == "retrain"
+        if not retrain:
+            self.use_model(t)  # continue from M_t
         self.loaded_generation = None  # the backend is being changed
         prepared = prepare_training_records(records, TrainingContext(
             config=self.config.mitigation, params=mitigation_params(self.config.mitigation)))
@@ -384,25 +384,15 @@ class LoopRun:
                         self.config.mitigation.name, t)
         if prepared != list(records):
             write_jsonl(self.gen_dir(t) / "train.jsonl", prepared)  # what was trained on
-        examples = [
-            TrainExample(prompt=r["prompt"], response=r["response"],
-                         weight=float((r.get("meta") or {}).get("weight", 1.0)),
-                         is_augmented=r["source"] == "synthetic")
-            for r in prepared
-        ]
-        if examples:
-            result = self.backend.train(examples, config=self.config.training,
-                                        seed=derive_seed(self.seed, self.condition, t, "train"),
-                                        extra_loss=extra_loss)
-            losses, tokens, seconds = result.step_losses, result.tokens_seen, result.seconds
-        else:
+        if not prepared:
             log.warning("generation %d: empty training set; M_%d = M_%d", t, t + 1, t)
-            losses, tokens, seconds = [], 0, 0.0
-        self.backend.save(self.gen_dir(t) / "model")
+        summary = fine_tune(
+            self.backend, prepared, training=self.config.training,
+            seed=derive_seed(self.seed, self.condition, t, "train"),
+            save_to=self.gen_dir(t) / "model", from_base=retrain, extra_loss=extra_loss,
+        )
         self.loaded_generation = t + 1
-        return {"examples": len(examples), "step_losses": losses,
-                "mean_loss": float(np.mean(losses)) if losses else math.nan,
-                "tokens": tokens, "seconds": seconds}
+        return summary
 
 
 def check_shares(config: ExperimentConfig, task_name: str, groups: Sequence[str]) -> None:
