@@ -8,7 +8,7 @@ import pytest
 
 from biasloop.inherit import scoring
 from biasloop.metrics.stats import bootstrap_interval
-from biasloop.inherit.significance import (
+from biasloop.metrics.stats import (
     group_permutation_p_value,
     paired_bootstrap_p_value,
     paired_permutation_p_value,

@@ -28,7 +28,7 @@ from typing import Any
 
 from biasloop.inherit.evaluations.base import UNASSIGNED, Evaluation, Record
 from biasloop.inherit.scoring import gap, ratio
-from biasloop.inherit.significance import PAIRED_TESTS, group_permutation_p_value
+from biasloop.metrics.stats import PAIRED_TESTS, group_permutation_p_value
 from biasloop.metrics.stats import bootstrap_interval
 from biasloop.seeding import derive_seed
 
