@@ -101,3 +101,27 @@ def test_apply_overrides_does_not_modify_its_input():
     data = {"model": {"name": "a"}}
     assert apply_overrides(data, ["model.name=b"]) == {"model": {"name": "b"}}
     assert data == {"model": {"name": "a"}}
+
+
+@pytest.mark.parametrize(
+    ("override", "field"),
+    [
+        ("loop.generations=true", "loop.generations"),
+        ("generation.temperature=false", "generation.temperature"),
+        ("seeds=[1, true]", "seeds"),
+        ("loop.initial_shares={a: true, b: 1}", "loop.initial_shares"),
+    ],
+)
+def test_a_boolean_is_never_taken_for_a_number(override, field):
+    with pytest.raises(ConfigError, match=rf"{field} = .*: a boolean is not a number"):
+        load_config(None, [override])
+
+
+def test_plugin_params_refuse_a_boolean_for_a_number_too():
+    with pytest.raises(ConfigError, match=r"mitigation\.params\.loss\.weight = true: a boolean "
+                                          r"is not a number"):
+        check_plugins(load_config(None, ["model.name=tiny-random",
+                                         "mitigation.params.loss.weight=true"]))
+    with pytest.raises(ConfigError, match=r"feedback\.params\.exponential\.eta = true"):
+        check_plugins(load_config(None, ["model.name=tiny-random",
+                                         "feedback.params.exponential.eta=true"]))

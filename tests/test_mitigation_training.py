@@ -11,7 +11,12 @@ import torch
 from biasloop.config import MitigationConfig, TrainingConfig
 from biasloop.errors import ConfigError, DataError
 from biasloop.resources.cues import LexiconSources, Masker, detect_groups, load_lexicons
-from biasloop.mitigate import TrainingContext, prepare_training_records, training_loss_term
+from biasloop.mitigate import (
+    TrainingContext,
+    mitigation_params,
+    prepare_training_records,
+    training_loss_term,
+)
 from biasloop.mitigate.training import alignment_loss
 from biasloop.models.base import TrainExample
 
@@ -77,7 +82,7 @@ def test_user_lexicons_from_json_and_text_files(tmp_path):
 
 
 def test_unknown_lexicon_is_a_one_line_error(tmp_path):
-    with pytest.raises(ConfigError, match=r"mitigation.mask.lexicons: 'slang' is neither a "
+    with pytest.raises(ConfigError, match=r"mitigation.params.mask.lexicons: 'slang' is neither a "
                        r"built-in lexicon \(culture_terms, gender_terms, names\)"):
         load_lexicons(["slang"], sources=LexiconSources())
     broken = tmp_path / "bad.json"
@@ -104,7 +109,7 @@ def test_mask_mitigation_changes_augmented_records_only():
     assert prepared[1]["prompt"] == "About a [MASK]."
     assert prepared[1]["response"] == "[MASK] is kind."
     assert prepared[1]["meta"]["mitigation"] == {"name": "mask", "masked": 2}
-    only_response = MitigationConfig(name="mask", mask={"fields": ["response"]})
+    only_response = MitigationConfig(name="mask", params={"mask": {"fields": ["response"]}})
     kept = prepare_training_records(records, TrainingContext(config=only_response))
     assert kept[1]["prompt"] == "About a woman."
 
@@ -118,7 +123,8 @@ def test_token_tags_augmented_records_at_the_configured_position(position):
         {"prompt": "P", "response": "R", "source": "real"},
         {"prompt": "P", "response": "R", "source": "synthetic"},
     ]
-    config = MitigationConfig(name="token", token={"tag": "<biased>", "position": position})
+    config = MitigationConfig(name="token",
+                              params={"token": {"tag": "<biased>", "position": position}})
     prepared = prepare_training_records(records, TrainingContext(config=config))
     assert prepared[0] == records[0]
     assert prepared[1][position] == f"<biased> {records[1][position]}"
@@ -209,7 +215,7 @@ def test_loss_mitigation_changes_real_training(tiny_backend):
         examples,
         config=config,
         seed=3,
-        extra_loss=training_loss_term(MitigationConfig(name="loss", loss={"weight": 10.0})),
+        extra_loss=training_loss_term(MitigationConfig(name="loss", params={"loss": {"weight": 10.0}})),
     )
     assert len(aligned.step_losses) == len(plain.step_losses) == 2
     assert aligned.step_losses[0] > plain.step_losses[0]
@@ -228,7 +234,7 @@ def test_training_mitigations_apply_in_the_loop(tmp_path):
         "task.eval_queries_per_group=2", "generation.max_new_tokens=6", "generation.batch_size=8",
         "training.batch_size=4", "loop.generations=1", "loop.queries_per_generation=8",
         "metrics.bootstrap_samples=0", "metrics.perplexity_texts=0", "run.progress=false",
-        "mitigation.name=token", "mitigation.token.tag=<synthetic>",
+        "mitigation.name=token", "mitigation.params.token.tag=<synthetic>",
     ]
     run = start_run(load_config(None, overrides), out=tmp_path / "token").root
     trained = read_jsonl(next(run.rglob("gen-000/train.jsonl")))
@@ -239,8 +245,51 @@ def test_training_mitigations_apply_in_the_loop(tmp_path):
     # The loss term pulls synthetic towards real data: with half of D_1 real it acts.
     mixed = [*overrides[:-2], "loop.synthetic_fraction=0.5"]
     loss = start_run(load_config(None, [*mixed, "mitigation.name=loss",
-                                        "mitigation.loss.weight=10"]), out=tmp_path / "loss").root
+                                        "mitigation.params.loss.weight=10"]), out=tmp_path / "loss").root
     plain = start_run(load_config(None, mixed), out=tmp_path / "plain").root
     losses = [read_json(next(r.rglob("gen-000/train.json")))["step_losses"] for r in (loss, plain)]
     assert len(losses[0]) == len(losses[1]) > 0
     assert losses[0] != losses[1]
+
+
+def test_each_mitigation_reads_its_own_params_so_conditions_can_switch():
+    config = MitigationConfig(name="none", params={"token": {"tag": "<t>"}, "loss": {"weight": 2.0}})
+    assert mitigation_params(config, "token").tag == "<t>"
+    assert mitigation_params(config, "loss").weight == 2.0
+    assert mitigation_params(config, "mask").fields == ["prompt", "response"]  # defaults
+
+
+def test_the_old_option_keys_still_work_with_a_deprecation_warning():
+    with pytest.warns(FutureWarning) as caught:
+        config = MitigationConfig(name="token", token={"tag": "<t>"}, acceptance_rate=0.3)
+    assert [str(w.message) for w in caught] == [
+        "mitigation.token is deprecated and will be removed; use mitigation.params.token",
+        "mitigation.acceptance_rate is deprecated and will be removed; use "
+        "mitigation.params.random_rejection.acceptance_rate",
+    ]
+    assert config.params == {"token": {"tag": "<t>"}, "random_rejection": {"acceptance_rate": 0.3}}
+    with pytest.warns(FutureWarning, match="mitigation.params.token.<option>"):
+        flat = MitigationConfig(name="token", params={"tag": "<t>"})
+    assert mitigation_params(flat).tag == "<t>"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (["mitigation.params.loss.weight=-1"],
+         r"mitigation\.params\.loss\.weight = -1: Input should be greater than or equal to 0"),
+        (["mitigation.params.tokn.tag=x"],
+         r"mitigation\.params\.tokn: unknown mitigation 'tokn' \(did you mean 'token'\?\)"),
+        (["mitigation.params.mask.lexicons=[slang]"],
+         r"mitigation\.params\.mask\.lexicons: 'slang' is neither a built-in lexicon"),
+    ],
+)
+def test_bad_mitigation_params_fail_before_work_for_any_condition(overrides, expected):
+    from biasloop.config import load_config
+    from biasloop.runner.experiment import check_plugins
+
+    # The run's own mitigation is `none`: options of another are checked all the same.
+    config = load_config(None, ["model.name=tiny-random", *overrides])
+    with pytest.raises(ConfigError, match=expected) as info:
+        check_plugins(config)
+    assert "\n" not in str(info.value)

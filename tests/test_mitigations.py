@@ -50,10 +50,11 @@ def test_balanced_reward_rejection_holds_group_counts_to_targets():
 
 def test_random_rejection_matches_reward_rejection_rate_on_average():
     served = _candidates() * 250
-    kept = MITIGATIONS.get("random_rejection").curate(served, _context())
+    kept = MITIGATIONS.get("random_rejection").curate(served, _context(name="random_rejection"))
     assert len(kept) / len(served) == pytest.approx(3 / 4, abs=0.05)
     assert all(a.response == "x" for a in kept)
-    fixed = MITIGATIONS.get("random_rejection").curate(served, _context(acceptance_rate=0.2))
+    fixed = MITIGATIONS.get("random_rejection").curate(served, _context(
+        name="random_rejection", params={"random_rejection": {"acceptance_rate": 0.2}}))
     assert len(fixed) / len(served) == pytest.approx(0.2, abs=0.05)
 
 

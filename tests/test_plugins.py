@@ -101,7 +101,7 @@ def _write_user_folder(folder: Path) -> Path:
             generation: {max_new_tokens: 6, batch_size: 6}
             training: {batch_size: 4}
             loop: {generations: 1, queries_per_generation: 6}
-            mitigation: {name: longest_answer, candidates: 2, params: {min_words: 0}}
+            mitigation: {name: longest_answer, candidates: 2, params: {longest_answer: {min_words: 0}}}
             metrics: {bootstrap_samples: 20, perplexity_texts: 2}
             run: {progress: false}
             """
@@ -154,8 +154,8 @@ def test_a_plugins_own_params_are_validated_before_any_work(user_config):
     from biasloop.runner.experiment import check_plugins
 
     config = user_config
-    with pytest.raises(ConfigError, match=r"mitigation\.params\.min_words"):
-        check_plugins(load_config(config, ["mitigation.params.min_words=-1"]))
+    with pytest.raises(ConfigError, match=r"mitigation\.params\.longest_answer\.min_words"):
+        check_plugins(load_config(config, ["mitigation.params.longest_answer.min_words=-1"]))
     with pytest.raises(ConfigError, match=r"task\.params\.prompts"):
         check_plugins(load_config(config, ["task.params.prompts=1"]))
 

@@ -219,58 +219,19 @@ class FeedbackConfig(Section):
         return data
 
 
-class TokenMitigationConfig(Section):
-    """``token``: a bias-warning tag prefixed to every augmented (synthetic) example."""
-
-    tag: str = Field(
-        "[AUGMENTED: MAY CONTAIN BIAS]",
-        min_length=1,
-        max_length=200,
-        description="Text prefixed to each augmented example.",
-    )
-    position: Literal["prompt", "response"] = Field(
-        "prompt",
-        description="`prompt`: the tag conditions the example (the model never has to write "
-        "it); `response`: the tag starts the trained answer.",
-    )
-
-
-class MaskMitigationConfig(Section):
-    """``mask``: sensitive cues in augmented text replaced by a mask or a neutral word."""
-
-    lexicons: list[str] = Field(
-        default_factory=lambda: ["gender_terms", "names", "culture_terms"],
-        min_length=1,
-        description="Built-in lexicons (`gender_terms`, `names`, `culture_terms`) or paths to "
-        "JSON ({term: neutral word} or [terms]) or text files (one term per line, optionally "
-        "`term<TAB>neutral word`).",
-    )
-    replacement: Literal["mask", "neutral"] = Field(
-        "mask", description="`mask`: every cue becomes `mask_token`; `neutral`: a neutral word."
-    )
-    mask_token: str = Field("[MASK]", min_length=1, max_length=50)
-    fields: list[Literal["prompt", "response"]] = Field(
-        default_factory=lambda: ["prompt", "response"],
-        min_length=1,
-        description="Which texts of an augmented example are masked.",
-    )
-
-
-class LossMitigationConfig(Section):
-    """``loss``: the SFT loss plus ``μ · ‖mean h_L(original) − mean h_L(augmented)‖²`` per batch."""
-
-    weight: float = Field(
-        0.01,
-        ge=0.0,
-        le=1e6,
-        description="μ, the weight of the hidden-state alignment term. The squared gap scales "
-        "with the hidden size: about 175 between 8 BOLD and 8 model-written texts on "
-        "SmolLM2-135M (576 dims), so μ = 0.01 makes it comparable to the SFT loss.",
-    )
+#: Options that were fields of ``mitigation`` before each mitigation had its own params:
+#: key -> the mitigation whose params hold them now (deprecated; moved with a FutureWarning).
+#: ``token``, ``mask`` and ``loss`` were whole sections; ``acceptance_rate`` one value.
+LEGACY_MITIGATION_KEYS = {"token": "token", "mask": "mask", "loss": "loss",
+                          "acceptance_rate": "random_rejection"}
 
 
 class MitigationConfig(Section):
-    """How served candidates become the accepted synthetic set, and how it is trained on."""
+    """How served candidates become the accepted synthetic set, and how it is trained on.
+
+    Each mitigation's own options are under ``params.<name>`` (``biasloop list
+    mitigation``), so conditions that switch the mitigation share one section.
+    """
 
     name: str = Field(
         "none",
@@ -280,23 +241,55 @@ class MitigationConfig(Section):
     )
     candidates: int = Field(1, ge=1, le=64, description="Candidates k drawn per query.")
     threshold: float = Field(
-        0.5, ge=0.0, le=1.0, description="Reward τ a best candidate must reach."
+        0.5, ge=0.0, le=1.0,
+        description="Reward τ a best candidate must reach (mitigations with a threshold).",
     )
     on_reject: Literal["drop", "resample"] = Field(
         "drop", description="What happens to a query whose best candidate misses τ."
     )
     max_resamples: int = Field(2, ge=0, le=20)
-    acceptance_rate: float | None = Field(
-        None, gt=0.0, le=1.0, description="random_rejection: fixed rate (else matched)."
-    )
-    params: dict[str, Any] = Field(
+    params: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
-        description="The mitigation's own options, validated by its `Params` (a plug-in's "
-        "options go here; `biasloop list mitigation` shows each one's).",
+        description="Options per mitigation, e.g. `{token: {tag: '<aug>'}, loss: {weight: "
+        "0.1}}`; each is checked by that mitigation's params (`biasloop list mitigation`). "
+        "The old keys token, mask, loss and acceptance_rate still work, with a deprecation "
+        "warning.",
     )
-    token: TokenMitigationConfig = Field(default_factory=TokenMitigationConfig)
-    mask: MaskMitigationConfig = Field(default_factory=MaskMitigationConfig)
-    loss: LossMitigationConfig = Field(default_factory=LossMitigationConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _move_legacy_keys(cls, data: Any) -> Any:
+        """Old option keys move to ``mitigation.params.<name>`` (deprecated)."""
+        if not isinstance(data, dict):
+            return data
+        params = data.get("params")
+        flat = isinstance(params, dict) and any(not isinstance(v, dict) for v in params.values())
+        if not flat and not set(data) & set(LEGACY_MITIGATION_KEYS):
+            return data
+        data = dict(data)
+        if flat:  # ``params: {option: value}`` for the named mitigation only
+            name = data.get("name", "none")
+            warnings.warn(
+                f"mitigation.params with options at the top level is deprecated; use "
+                f"mitigation.params.{name}.<option>", FutureWarning, stacklevel=2,
+            )
+            params = {name: params}
+        params = {k: dict(v) if isinstance(v, dict) else v for k, v in (params or {}).items()}
+        for key in [k for k in data if k in LEGACY_MITIGATION_KEYS]:
+            owner = LEGACY_MITIGATION_KEYS[key]
+            value = data.pop(key)
+            moved = value if key == owner else {key: value}
+            where = f"mitigation.params.{owner}" + ("" if key == owner else f".{key}")
+            warnings.warn(f"mitigation.{key} is deprecated and will be removed; use {where}",
+                          FutureWarning, stacklevel=2)
+            if value is None:  # an unset option (acceptance_rate: null) moves as unset
+                continue
+            if isinstance(moved, dict) and isinstance(params.setdefault(owner, {}), dict):
+                params[owner] = {**moved, **params[owner]}
+            else:
+                params[owner] = moved
+        data["params"] = params
+        return data
 
 
 class MetricsConfig(Section):

@@ -20,9 +20,10 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from biasloop.config.schema import FeedbackConfig
+from biasloop.config.section import Params
 from biasloop.errors import ConfigError
 from biasloop.registry import Registry
 
@@ -63,10 +64,8 @@ class PopulationState:
         return {g: n / total for g, n in self.population.items()}
 
 
-class NoParams(BaseModel):
+class NoParams(Params):
     """A rule without options."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 Step = Callable[..., "PopulationState"]
@@ -187,10 +186,8 @@ def static_feedback(state: PopulationState, quality: Mapping[str, float], params
     return state
 
 
-class RetentionParams(BaseModel):
+class RetentionParams(Params):
     """Options of the retention rule."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     alpha: float = Field(0.5, description="ν(q) = clip(α + β·q, 0, 1): retention at quality 0.")
     beta: float = Field(0.5, description="Slope of ν in quality.")
@@ -217,10 +214,8 @@ def retention_feedback(state: PopulationState, quality: Mapping[str, float],
     return _floor_state(PopulationState(population), min_share)
 
 
-class ExponentialParams(BaseModel):
+class ExponentialParams(Params):
     """Options of the exponential (multiplicative-weights) rule."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     eta: float = Field(5.0, ge=0.0, description="Step size η.")
 

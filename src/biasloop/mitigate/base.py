@@ -20,18 +20,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from biasloop.config.schema import MitigationConfig
+from biasloop.config.section import Params
 from biasloop.errors import ConfigError
 from biasloop.models.base import ExtraLoss
 from biasloop.registry import Registry
 
 
-class NoParams(BaseModel):
+class NoParams(Params):
     """A mitigation without options of its own."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -71,12 +70,16 @@ class CurationContext:
     """
 
     config: MitigationConfig
-    params: BaseModel = field(default_factory=NoParams)
+    params: BaseModel | None = None  # default: the named mitigation's, from ``config.params``
     groups: Sequence[str]
     shares: Mapping[str, float]
     target_shares: Mapping[str, float]
     rng: np.random.Generator
     fallbacks: Counter[tuple[str, str]] = field(default_factory=Counter)
+
+    def __post_init__(self) -> None:
+        if self.params is None:
+            object.__setattr__(self, "params", mitigation_params(self.config))
 
     def count_fallback(self, name: str, group: str) -> None:
         """Record that fallback ``name`` happened for ``group``."""
@@ -89,12 +92,16 @@ class TrainingContext:
 
     config: MitigationConfig
     names_file: str | None = None
-    params: BaseModel = field(default_factory=NoParams)
+    params: BaseModel | None = None  # default: the named mitigation's, from ``config.params``
+
+    def __post_init__(self) -> None:
+        if self.params is None:
+            object.__setattr__(self, "params", mitigation_params(self.config))
 
 
 Curation = Callable[[Sequence[CandidateSet], CurationContext], list[Accepted]]
 Rewrite = Callable[[Sequence[dict[str, Any]], TrainingContext], list[dict[str, Any]]]
-LossTerm = Callable[[MitigationConfig], ExtraLoss]
+LossTerm = Callable[[Any], ExtraLoss]  # (the mitigation's params) -> loss term
 
 
 def first_candidates(served: Sequence[CandidateSet], context: CurationContext) -> list[Accepted]:
@@ -117,7 +124,7 @@ class Mitigation:
 
     ``thresholded``: acceptance depends on the reward threshold ``mitigation.threshold``,
     so resampling rejected queries (``on_reject: resample``) can help.
-    ``Params``: the pydantic model of its own options, given as ``mitigation.params``
+    ``Params``: the pydantic model of its own options, given as ``mitigation.params.<name>``
     and handed to it as ``context.params``. ``summary``: one line for ``biasloop list``.
     """
 
@@ -126,6 +133,7 @@ class Mitigation:
     loss_term: LossTerm | None = None
     thresholded: bool = False
     Params: type[BaseModel] = NoParams
+    check: Callable[[Any], None] | None = None  # (params) -> None; raises before any work
     summary: str = ""
 
 
@@ -152,23 +160,36 @@ def register_curation(
     return decorate
 
 
-def mitigation_params(config: MitigationConfig) -> BaseModel:
-    """``mitigation.params`` validated by the named mitigation's ``Params`` (one-line error)."""
+def mitigation_params(config: MitigationConfig, name: str | None = None) -> BaseModel:
+    """``mitigation.params.<name>`` (default: the configured mitigation's) validated by that
+    mitigation's ``Params``, as a one-line error."""
     from biasloop.config.load import format_validation_error
 
-    mitigation = MITIGATIONS.get(config.name)
+    name = name or config.name
+    mitigation = MITIGATIONS.get(name)
+    given = config.params.get(name, {})
+    if not isinstance(given, Mapping):
+        raise ConfigError(
+            f"mitigation.params.{name} = {given!r}: valid: a mapping of "
+            f"{', '.join(mitigation.Params.model_fields) or 'no options'}"
+        )
     try:
-        return mitigation.Params(**config.params)
+        return mitigation.Params(**given)
     except ValidationError as err:
         raise ConfigError(
-            format_validation_error(err, model=mitigation.Params, prefix="mitigation.params.")
+            format_validation_error(err, model=mitigation.Params, prefix=f"mitigation.params.{name}.")
         ) from None
 
 
 def check_mitigation(config: MitigationConfig) -> None:
     """Fail before any work on an unknown mitigation, bad params, or an option it cannot use."""
     mitigation = MITIGATIONS.get(config.name)
-    mitigation_params(config)
+    # The configured mitigation, then every other one a condition may switch to.
+    for name in dict.fromkeys([config.name, *config.params]):
+        registered = MITIGATIONS.get(name, where=f"mitigation.params.{name}")
+        params = mitigation_params(config, name)
+        if registered.check is not None:
+            registered.check(params)
     if config.on_reject == "resample" and not mitigation.thresholded:
         thresholded = [n for n in MITIGATIONS.names() if MITIGATIONS.get(n).thresholded]
         raise ConfigError(
@@ -194,7 +215,7 @@ def prepare_training_records(
 def training_loss_term(config: MitigationConfig) -> ExtraLoss | None:
     """The configured mitigation's extra loss term, if it has one."""
     loss_term = MITIGATIONS.get(config.name).loss_term
-    return None if loss_term is None else loss_term(config)
+    return None if loss_term is None else loss_term(mitigation_params(config))
 
 def acceptance_rates(
     served: Sequence[CandidateSet], accepted: Sequence[Accepted], groups: Sequence[str]

@@ -9,6 +9,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from pydantic import Field
+
+from biasloop.config.section import Params
 
 from biasloop.mitigate.base import (
     Accepted,
@@ -77,15 +80,26 @@ def balanced_reward_rejection(
     return result
 
 
-@register_curation("random_rejection")
+class RandomRejectionParams(Params):
+    """Options of ``random_rejection``."""
+
+    acceptance_rate: float | None = Field(
+        None, gt=0.0, le=1.0,
+        description="Fixed acceptance rate; unset matches reward rejection's on the same "
+        "candidates.",
+    )
+
+
+@register_curation("random_rejection", Params=RandomRejectionParams)
 def random_rejection(served: Sequence[CandidateSet], context: CurationContext) -> list[Accepted]:
     """Control with the same acceptance rate as reward rejection but no use of reward.
 
-    The rate is ``mitigation.acceptance_rate`` when set, else the share of queries
-    that reward rejection would accept on these same candidates; each query is
-    kept with its first candidate with that probability, independent of reward.
+    The rate is ``mitigation.params.random_rejection.acceptance_rate`` when set, else
+    the share of queries that reward rejection would accept on these same candidates;
+    each query is kept with its first candidate with that probability, independent
+    of reward.
     """
-    rate = context.config.acceptance_rate
+    rate = context.params.acceptance_rate
     if rate is None:
         rate = len(reward_rejection(served, context)) / len(served) if served else 0.0
     keep = context.rng.random(len(served)) < rate

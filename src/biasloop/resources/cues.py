@@ -104,7 +104,7 @@ class CueLexicon:
 # --------------------------------------------------------------------------- lexicons
 
 LexiconBuilder = Callable[["LexiconSources"], CueLexicon]
-CUE_LEXICONS: Registry[LexiconBuilder] = Registry("cue lexicon", field="mitigation.mask.lexicons")
+CUE_LEXICONS: Registry[LexiconBuilder] = Registry("cue lexicon", field="mitigation.params.mask.lexicons")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -204,7 +204,7 @@ def lexicon_from_file(path: Path, *, field_name: str) -> CueLexicon:
 
 
 def load_lexicons(
-    specs: Sequence[str], *, sources: LexiconSources, field_name: str = "mitigation.mask.lexicons"
+    specs: Sequence[str], *, sources: LexiconSources, field_name: str = "mitigation.params.mask.lexicons"
 ) -> list[CueLexicon]:
     """Each spec is a built-in lexicon name or a path to a lexicon file."""
     lexicons = []

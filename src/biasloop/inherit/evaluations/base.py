@@ -29,9 +29,10 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 
 from biasloop.config.schema import GenerationConfig
+from biasloop.config.section import Params
 from biasloop.errors import ConfigError
 from biasloop.resources.names import NameTable
 from biasloop.models.base import ModelBackend
@@ -44,10 +45,8 @@ SENTENCE_WORDS = 4  # options with at least this many words are text content, no
 UNASSIGNED = "unassigned"
 
 
-class EvalParams(BaseModel):
+class EvalParams(Params):
     """Base of an evaluation's own options (``evaluation_settings.<name>.params``)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 @dataclass(frozen=True, kw_only=True)
