@@ -228,3 +228,31 @@ def test_a_start_killed_before_its_manifest_can_start_again(tmp_path):
     (tmp_path / "other" / "notes.txt").write_text("mine")
     with pytest.raises(RunStoreError, match="is not empty"):
         RunStore(tmp_path / "other").create(config={}, config_hash="abc", seed=0)
+
+
+@pytest.mark.parametrize("study_file", [f"{GEN.format(1)}/metrics.parquet", f"{GEN.format(0)}/served.jsonl"])
+def test_a_garbled_unit_without_its_checksums_is_recomputed_on_resume(reference_run, tmp_path,
+                                                                       study_file):
+    copy = tmp_path / "copy"
+    shutil.copytree(reference_run, copy)
+    for listing in copy.rglob(CHECKSUMS):  # nothing left to say the file was changed
+        listing.unlink()
+    path = copy / study_file
+    path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+    write_json(copy / "manifest.json", {**read_json(copy / "manifest.json"), "status": "failed"})
+    resume_run(copy)
+    assert_same_results(copy, reference_run)
+
+
+def test_ls_reports_a_run_with_a_truncated_table_as_damaged_and_lists_the_rest(reference_run,
+                                                                              tmp_path):
+    runs = tmp_path / "runs"
+    shutil.copytree(reference_run, runs / "good")
+    shutil.copytree(reference_run, runs / "bad")
+    table = runs / "bad" / "metrics.parquet"
+    table.write_bytes(table.read_bytes()[:100])
+    result = CliRunner().invoke(app, ["ls", str(runs)], terminal_width=400)
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output
+    assert "damaged" in result.output and "metrics.parquet" in result.output
+    assert "completed" in result.output  # the good run is still listed

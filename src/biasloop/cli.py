@@ -244,12 +244,12 @@ def config_reference() -> None:
 
 
 def _print_summary(run_dir: Path) -> None:
-    import pandas as pd
+    from biasloop.io import read_table
 
     path = run_dir / "metrics.parquet"
     if not path.exists():
         return
-    frame = pd.read_parquet(path)
+    frame = read_table(path)
     overall = frame[frame["group"] == ""]
     last = overall[overall["generation"] == overall["generation"].max()]
     table = Table(title=f"final generation of {run_dir.name}", show_lines=False)
@@ -264,6 +264,10 @@ def _print_summary(run_dir: Path) -> None:
             cells.append(f"{values['value'].mean():.3f} [{values['ci_low'].mean():.3f}, {values['ci_high'].mean():.3f}]")
         table.add_row(str(condition), *cells)
     console.print(table)
+    for row in rows:  # one line per damaged or unreadable run, in full
+        if row.get("problem"):
+            console.print(f"{row['status']}: {escape(row['problem'])}", highlight=False,
+                          soft_wrap=True)
 
 
 def _print_report_path(run_dir: Path) -> None:

@@ -198,6 +198,19 @@ def verify_checksums(root: Path) -> int:
 
 
 # ---------------------------------------------------------------- reading
+def read_table(path: Path) -> pd.DataFrame:
+    """A Parquet table the run wrote; a missing, truncated or garbled file is one line."""
+    try:
+        return pd.read_parquet(path)
+    except FileNotFoundError:
+        raise RunStoreError(f"{str(path)!r} does not exist") from None
+    except OSError as err:
+        raise RunStoreError(f"cannot read {str(path)!r}: {err.strerror or err}") from None
+    except Exception as err:  # pyarrow raises ArrowInvalid and others for damaged files
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise RunStoreError(f"{str(path)!r} is not a readable Parquet table ({reason})") from None
+
+
 def read_json(path: Path) -> Any:
     try:
         return json.loads(Path(path).read_text(encoding="utf-8"))

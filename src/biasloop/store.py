@@ -36,11 +36,12 @@ from typing import Any, TypeVar
 
 import pandas as pd
 
-from biasloop.errors import RunStoreError
+from biasloop.errors import DataError, RunStoreError
 from biasloop.io import (  # noqa: F401  (re-exported: the run store's writers)
     CHECKSUMS,
     read_json,
     read_jsonl,
+    read_table,
     staging_dir,
     track_checksums,
     verify_checksums,
@@ -89,7 +90,7 @@ T = TypeVar("T")
 _FORMATS: dict[str, tuple[Callable[[Path], Any], Callable[[Path, Any], Any]]] = {
     ".jsonl": (read_jsonl, write_jsonl),
     ".json": (read_json, write_json),
-    ".parquet": (pd.read_parquet, write_table),
+    ".parquet": (read_table, write_table),
 }
 
 
@@ -111,7 +112,13 @@ def cached(path: Path, compute: Callable[[], T]) -> T:
     except KeyError:
         raise ValueError(f"cached: {path.name!r} has no known format; valid: {', '.join(_FORMATS)}") from None
     if path.exists():
-        return read(path)
+        try:
+            return read(path)
+        except (RunStoreError, DataError) as err:
+            # A damaged output (a run without checksums, or a listed file deleted with
+            # its checksum) is redone: every unit is seeded, so it comes out the same.
+            log.warning("%s; recomputing it", err)
+            path.unlink(missing_ok=True)
     value = compute()
     write(path, value)
     return value
@@ -286,7 +293,7 @@ class RunStore:
     def collect_metrics(self) -> pd.DataFrame:
         """Merge every ``metrics.parquet`` below ``conditions/`` into the run-level table."""
         frames = [
-            pd.read_parquet(path)
+            read_table(path)
             for path in sorted((self.root / "conditions").glob("**/metrics.parquet"))
         ]
         frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=METRIC_COLUMNS)

@@ -19,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from biasloop.inherit.units import parse_label
+from biasloop.io import read_table
 
 
 def _fmt(value: float, digits: int = 3) -> str:
@@ -143,7 +144,7 @@ def run_tables(
     run_dir: str | Path, evaluations: list[str] | None = None, groups: list[str] | None = None
 ) -> str:
     """Every statistic table of the run (optionally only some evaluations and groups)."""
-    metrics = pd.read_parquet(Path(run_dir) / "metrics.parquet")
+    metrics = read_table(Path(run_dir) / "metrics.parquet")
     statistics = [
         m
         for m in dict.fromkeys(metrics["metric"])

@@ -174,7 +174,7 @@ def resume_run(run_dir: Path, *, progress: Any = None) -> RunStore:
 
 def summarize_runs(directory: Path) -> list[dict[str, Any]]:
     """One row per run directory below ``directory``: status and key final metrics."""
-    import pandas as pd
+    from biasloop.io import read_table
 
     rows = []
     manifests: Sequence[Path] = sorted(directory.glob("*/manifest.json"))
@@ -185,14 +185,19 @@ def summarize_runs(directory: Path) -> list[dict[str, Any]]:
         try:
             manifest = store.manifest()
         except RunStoreError as err:
-            rows.append({"run": str(store.root), "status": f"unreadable ({err})"})
+            rows.append({"run": str(store.root), "status": "unreadable", "problem": str(err)})
             continue
         row: dict[str, Any] = {"run": str(store.root), "status": manifest.get("status"),
                                "name": manifest["config"].get("name"),
                                "started": manifest.get("started_at")}
         metrics_path = store.root / "metrics.parquet"
         if metrics_path.exists():
-            frame = pd.read_parquet(metrics_path)
+            try:
+                frame = read_table(metrics_path)
+            except RunStoreError as err:  # list the rest; say what is wrong with this one
+                row.update(status="damaged", problem=str(err))
+                rows.append(row)
+                continue
             final = frame[(frame["generation"] == frame["generation"].max()) & (frame["group"] == "")]
             for metric in ("quality", "disparate_bias", "preference_bias"):
                 values = final[final["metric"] == metric]["value"]

@@ -49,6 +49,7 @@ from biasloop.store import (
     now,
     package_versions,
     read_json,
+    read_table,
     write_json,
     write_table,
 )
@@ -404,7 +405,7 @@ def merge_sweep_metrics(root: Path, manifest: dict[str, Any] | None = None) -> p
     for record in records:
         if record["status"] != "completed":
             continue
-        frame = pd.read_parquet(run_folder(root, record) / "metrics.parquet")
+        frame = read_table(run_folder(root, record) / "metrics.parquet")
         frame.insert(0, "run", record["id"])
         for position, axis in enumerate(axes, start=1):
             frame.insert(position, axis, [cells[axis][record["id"]]] * len(frame))
