@@ -13,6 +13,7 @@ fast compact decoder) is chosen in :mod:`biasloop.models.generation_engine`.
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -35,6 +36,8 @@ __all__ = ["STATE_FILE", "HFBackend", "torch_dtype_kwargs"]
 #: Architectures whose causal-LM head is a plain ``lm_head(model(...))`` (no soft-capping
 #: or logit scale), so scoring and training compute logits only where they are needed.
 _PLAIN_HEAD_TYPES = ("llama", "mistral", "qwen2", "qwen3")
+
+logger = logging.getLogger("biasloop.models")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -96,6 +99,30 @@ class HFBackend(HFTrainingMixin, ModelBackend):
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
+
+    @property
+    def context_length(self) -> int:
+        """Most positions the model attends to: its config's ``max_position_embeddings``
+        (else the tokenizer's ``model_max_length``, else 2048)."""
+        limit = getattr(self._base_model().config, "max_position_embeddings", None)
+        if not isinstance(limit, int) or limit <= 0:
+            limit = getattr(self.tokenizer, "model_max_length", None)
+        # Tokenizers without a limit report a huge sentinel (about 1e30).
+        return int(limit) if isinstance(limit, int) and 0 < limit < 10**7 else 2048
+
+    def _keep_last(self, rows: list[list[int]], room: int, what: str) -> list[list[int]]:
+        """Rows longer than ``room`` tokens cut to their last ``room`` (one warning per call).
+
+        The end of a prompt is kept: it holds the question and the chat template's
+        answer cue, which the model must see to answer.
+        """
+        cut = sum(1 for row in rows if len(row) > room)
+        if cut:
+            logger.warning(
+                "%d of %d %s are longer than the model's context allows (%d tokens here); "
+                "each was cut to its last %d tokens", cut, len(rows), what, room, room,
+            )
+        return [row[-room:] if len(row) > room else row for row in rows]
 
     def _base_model(self) -> torch.nn.Module:
         """The transformers model under a possible peft wrapper."""
@@ -232,6 +259,13 @@ class HFBackend(HFTrainingMixin, ModelBackend):
         """
         if num_samples < 1:
             raise ConfigError(f"num_samples must be >= 1, got {num_samples}")
+        room = self.context_length - config.max_new_tokens
+        if room < 1:
+            raise ConfigError(
+                f"generation.max_new_tokens = {config.max_new_tokens} leaves no room for a "
+                f"prompt in {self.name!r}'s context of {self.context_length} tokens; valid: "
+                f"at most {self.context_length - 1}"
+            )
         texts = [self.format_prompt(p) for p in prompts]
         special = not self.use_chat_template
         greedy = config.temperature == 0
@@ -245,7 +279,8 @@ class HFBackend(HFTrainingMixin, ModelBackend):
             for batch_index, batch in track(
                 enumerate(batches), total=len(batches), description="generate", enabled=progress
             ):
-                rows = [self._encode(texts[i], special=special) for i in batch]
+                rows = self._keep_last([self._encode(texts[i], special=special) for i in batch],
+                                       room, "prompts")
                 ids, mask = self._pad(rows, side="left")
                 batch_seed = derive_seed(seed, batch_index)
                 if decoder is None:
@@ -314,6 +349,7 @@ class HFBackend(HFTrainingMixin, ModelBackend):
             self._context_continuation_ids(p, c, chat=chat)
             for p, c in zip(prompts, continuations, strict=True)
         ]
+        pairs = self._fit_pairs(pairs)
         # Longest first so each batch holds similar lengths (less padding).
         order = sorted(range(len(pairs)), key=lambda i: -sum(map(len, pairs[i])))
         scores = [0.0] * len(pairs)
@@ -338,6 +374,29 @@ class HFBackend(HFTrainingMixin, ModelBackend):
                     picked = predicted.gather(-1, target[:, None]).sum()
                     scores[i] = float(picked - torch.logsumexp(predicted, dim=-1).sum())
         return scores
+
+    def _fit_pairs(
+        self, pairs: list[tuple[list[int], list[int]]]
+    ) -> list[tuple[list[int], list[int]]]:
+        """(context, continuation) pairs cut to the model's context, as lm-eval does.
+
+        The context loses tokens from its start; a continuation that alone fills the
+        context keeps its last ``context_length − 1`` tokens, after one context token.
+        """
+        limit = self.context_length
+        fitted, cut = [], 0
+        for context, continuation in pairs:
+            if len(context) + len(continuation) > limit:
+                cut += 1
+                continuation = continuation[-(limit - 1):]
+                context = context[-(limit - len(continuation)):]
+            fitted.append((context, continuation))
+        if cut:
+            logger.warning(
+                "%d of %d scored texts are longer than the model's context (%d tokens); "
+                "their contexts were cut from the start", cut, len(pairs), limit,
+            )
+        return fitted
 
     def _last_states(
         self, ids: torch.Tensor, mask: torch.Tensor, keep: int
@@ -369,7 +428,8 @@ class HFBackend(HFTrainingMixin, ModelBackend):
         self.model.eval()
         with torch.inference_mode():
             for chunk in _chunks(len(texts), batch_size):
-                rows = [self._encode(texts[i], special=True) or [self._eos_ids()[0]] for i in chunk]
+                rows = [(self._encode(texts[i], special=True) or [self._eos_ids()[0]])
+                        [: self.context_length] for i in chunk]
                 ids, mask = self._pad(rows, side="right")
                 kwargs: dict[str, Any] = {"output_hidden_states": True}
                 if "logits_to_keep" in self._forward_params:

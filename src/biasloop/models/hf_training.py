@@ -213,7 +213,9 @@ class HFTrainingMixin:
         # Autocast only lowers precision: fp32 weights, bf16 compute (bf16 weights stay bf16).
         lower = compute == torch.bfloat16 and self._base_model().dtype == torch.float32
         self._autocast_dtype = compute if lower else None
-        encoded = [self._encode_example(ex, config.max_length) for ex in examples]
+        # Never more positions than the model has, whatever training.max_length says.
+        max_length = min(config.max_length, self.context_length)
+        encoded = [self._encode_example(ex, max_length) for ex in examples]
         dropped = sum(1 for ids, n_prompt in encoded if n_prompt >= len(ids))
         if dropped:
             logger.warning(
@@ -221,7 +223,7 @@ class HFTrainingMixin:
                 "training.max_length=%d; they add no loss",
                 dropped,
                 len(examples),
-                config.max_length,
+                max_length,
             )
         optimizer = torch.optim.AdamW(
             params, lr=config.learning_rate, weight_decay=config.weight_decay
