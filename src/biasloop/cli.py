@@ -163,6 +163,71 @@ def analyze(
     console.print(f"add its figures to the report with: biasloop report {run_dir}")
 
 
+@app.command("simulate")
+def simulate_command(
+    config: Optional[Path] = typer.Argument(
+        None, help="Config to simulate (YAML), run as `study: simulate` (omit with --fit)."
+    ),
+    overrides: Optional[list[str]] = typer.Argument(None, help=OVERRIDES_HELP),
+    fit: Optional[Path] = typer.Option(
+        None, "--fit",
+        help="A run directory (neural or simulated): fit the simulator to its early "
+        "generations and predict the later ones.",
+    ),
+    fit_generations: Optional[int] = typer.Option(
+        None, "--fit-generations", min=2,
+        help="With --fit: generations 0..N-1 are fitted, the rest held out (default: the "
+        "first half).",
+    ),
+    conditions: Optional[list[str]] = typer.Option(
+        None, "--condition", help="With --fit: only this condition (repeatable)."
+    ),
+    out: Optional[Path] = typer.Option(
+        None, "--out", "-o",
+        help="Run directory (default runs/NAME-TIME); with --fit, the folder for the fit "
+        "(default RUN_DIR/simulate-fit).",
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or summary."),
+) -> None:
+    """Mean-field simulation of the loop, or (--fit RUN_DIR) a fit of it to a run."""
+    if fit is not None:
+        if config is not None:
+            raise _fail(BiasloopError(
+                f"simulate: give a config or --fit RUN_DIR, not both (got {str(config)!r})"))
+        with _user_errors():
+            _simulate_fit(fit, fit_generations=fit_generations, conditions=conditions, out=out)
+        return
+    if config is None:
+        raise _fail(BiasloopError("simulate: missing CONFIG; valid: `biasloop simulate "
+                                  "CONFIG [overrides]` or `biasloop simulate --fit RUN_DIR`"))
+    if fit_generations is not None or conditions:
+        raise _fail(BiasloopError("simulate: --fit-generations and --condition need --fit RUN_DIR"))
+    run(config=config, overrides=[*(overrides or []), "study=simulate"], out=out, quiet=quiet)
+
+
+def _simulate_fit(run_dir: Path, *, fit_generations: Optional[int],
+                  conditions: Optional[list[str]], out: Optional[Path]) -> None:
+    from biasloop.simulate.fit import fit_run, write_fit
+
+    results = fit_run(run_dir, fit_generations=fit_generations, conditions=conditions)
+    table = Table("condition", "ρ rate", "q_min", "q_max", "κ", "fitted", "fit RMSE",
+                  title=f"simulator fitted to {run_dir}")
+    for r in results:
+        table.add_row(r.condition, *(f"{v:.3f}" for v in r.params.as_tuple()),
+                      f"0..{r.fit_generations - 1}", f"{r.fit_rmse:.4f}")
+    console.print(table)
+    errors = Table("condition", "metric", "held out", "RMSE", "persistence", "n",
+                   title="prediction error on held-out generations (persistence: the last "
+                   "fitted value carried forward)")
+    for r in results:
+        for row in r.errors[r.errors["window"] == "held-out"].itertuples():
+            errors.add_row(r.condition, row.metric, f"{r.fit_generations}..{r.last_generation}",
+                           f"{row.rmse:.4f}", f"{row.persistence_rmse:.4f}", str(row.n))
+    console.print(errors)
+    written = write_fit(results, out or run_dir / "simulate-fit", run_dir=run_dir)
+    console.print(f"fit written: {', '.join(str(p) for p in written)}")
+
+
 @app.command("ls")
 def list_runs(directory: Path = typer.Argument(Path("runs"), help="Folder holding run directories.")) -> None:
     """List runs with their status and final key metrics."""

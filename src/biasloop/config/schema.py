@@ -25,6 +25,7 @@ from biasloop.config.api import ApiConfig  # noqa: F401
 from biasloop.config.inheritance import InheritanceConfig
 from biasloop.config.model import API_BACKEND_NAME, ModelConfig  # noqa: F401
 from biasloop.config.section import Section, validate_seeds
+from biasloop.config.simulate import SimulateConfig
 from biasloop.config.sweep import SweepConfig
 
 
@@ -343,6 +344,7 @@ class ExperimentConfig(Section):
     mitigation: MitigationConfig = MitigationConfig()
     metrics: MetricsConfig = MetricsConfig()
     inheritance: InheritanceConfig = InheritanceConfig()
+    simulate: SimulateConfig = SimulateConfig()
     sweep: SweepConfig = SweepConfig()
     run: RunConfig = RunConfig()
     conditions: dict[str, dict[str, Any]] = Field(

@@ -14,13 +14,16 @@ from biasloop.seeding import rng
 def check_inheritance(config: ExperimentConfig) -> None:
     """Fail before any work on an unknown evaluation, bias type, attribute, group, or no data."""
     from biasloop.config.schema import FeedbackConfig, LoopConfig
+    from biasloop.config.simulate import SimulateConfig
     from biasloop.models.loading import check_trainable, resolve_device
 
-    for section, default in (("loop", LoopConfig()), ("feedback", FeedbackConfig())):
+    for section, default, study in (("loop", LoopConfig(), "scpl"),
+                                    ("feedback", FeedbackConfig(), "scpl"),
+                                    ("simulate", SimulateConfig(), "simulate")):
         if getattr(config, section) != default:
             raise ConfigError(
                 f"{section}: set on a `study: inheritance` run, which does not use it; "
-                "remove the section or set study: scpl"
+                f"remove the section or set study: {study}"
             )
     settings = config.inheritance
     check_trainable(config.model, "model")

@@ -416,6 +416,7 @@ def check_shares(config: ExperimentConfig, task_name: str, groups: Sequence[str]
 def check_scpl(config: ExperimentConfig) -> None:
     """Fail before any folder is written: plug-in names and params, groups, device, sections."""
     from biasloop.config.inheritance import InheritanceConfig
+    from biasloop.config.simulate import SimulateConfig
     from biasloop.errors import ConfigError
     from biasloop.models.loading import check_trainable, resolve_device
     from biasloop.tasks.base import build_task, validate_task_params
@@ -424,6 +425,11 @@ def check_scpl(config: ExperimentConfig) -> None:
         raise ConfigError(
             "inheritance: set on a `study: scpl` run, which does not use it; "
             "remove the section or set study: inheritance"
+        )
+    if "simulate" in config.model_fields_set and config.simulate != SimulateConfig():
+        raise ConfigError(
+            "simulate: set on a `study: scpl` run, which does not use it; "
+            "remove the section or set study: simulate"
         )
     check_trainable(config.model, "model")
     resolve_device(config.model.device)

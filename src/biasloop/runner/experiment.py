@@ -39,8 +39,10 @@ def check_plugins(config: ExperimentConfig, *, source: str | None = None) -> Non
         load_plugins(config.plugins)
         for name in condition_names(config):
             condition = resolved_condition(config, name)
-            get_study(condition.study).check(condition)
-            check_model_names(condition)  # local folder, HF cache, or the hub asked once
+            study = get_study(condition.study)
+            study.check(condition)
+            if study.loads_model:
+                check_model_names(condition)  # local folder, HF cache, or the hub asked once
     except BiasloopError as err:
         # Plug-ins may quote user keys holding line breaks; the error must stay one line.
         message = one_line(str(err))

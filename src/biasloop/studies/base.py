@@ -19,12 +19,14 @@ class Study:
 
     ``run(config=, condition=, seed=, store=, components=, track=)`` does the work of one
     condition and seed into the run store; ``check(config)`` raises a one-line
-    ConfigError for anything wrong that can be seen before a model loads.
+    ConfigError for anything wrong that can be seen before a model loads. A study
+    with ``loads_model=False`` (the simulator) runs with no model at all.
     """
 
     run: Callable[..., None]
     check: Callable[[ExperimentConfig], None]
     plot: Callable[[pd.DataFrame, Path], list[Path]]
+    loads_model: bool = True  # False: `model.name` is not resolved before the run
     summary: str = ""  # one line, shown by `biasloop list`
 
 
