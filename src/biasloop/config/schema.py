@@ -321,8 +321,8 @@ class ExperimentConfig(Section):
     name: str = Field("experiment", description="Run name, used in the run directory name.")
     study: str = Field(
         "scpl",
-        description="Registered study: `scpl` (self-consuming loop) or `inheritance` (bias "
-        "inheritance), or one a plug-in registers.",
+        description="Registered study: `scpl` (self-consuming loop), `inheritance` (bias "
+        "inheritance), `simulate` (the loop's mean-field simulator), or one a plug-in registers.",
     )
     plugins: list[str] = Field(
         default_factory=list,
