@@ -156,7 +156,8 @@ class FaultServer:
     """A loopback OpenAI-style server that answers from a script of faults.
 
     Each request takes the next action of ``script`` (the last one repeats):
-    ``"ok"``, ``"malformed"`` (a body that is not JSON), ``"close"`` (drop the
+    ``"ok"``, ``"malformed"`` (a body that is not JSON), ``"null"`` (``content: null``),
+    ``"close"`` (drop the
     connection without an answer), ``("sleep", seconds)`` (then ok) or
     ``(status, headers)`` (an error status with an OpenAI-style error body).
     """
@@ -215,6 +216,9 @@ class FaultServer:
                     self.connection.shutdown(socket.SHUT_RDWR)
                 elif action == "malformed":
                     self._send(200, b'{"choices": [{"message": ', {})
+                elif action == "null":  # a server that answers with no content at all
+                    choice = {"message": {"role": "assistant", "content": None}}
+                    self._send(200, json.dumps({"choices": [choice]}).encode(), {})
                 elif action == "ok":
                     body = request["body"]
                     prompt = body["messages"][0]["content"] if "messages" in body else body["prompt"]
@@ -509,3 +513,36 @@ def test_a_resumed_study_takes_paid_answers_from_the_run_cache(fault_server, tmp
     assert len(server.requests) == paid  # not one request more
     assert _pool_texts(run) == texts
     assert (seed_dir / "round-1/ratio-0.5/contextual_explicit/metrics.parquet").exists()
+
+
+def test_an_augmenter_answering_null_content_fails_below_the_usable_floor(tmp_path, caplog):
+    from biasloop.config import load_config
+    from biasloop.errors import DataError
+    from biasloop.inherit.augment import write_augmented
+    from biasloop.inherit.study import composer_for, name_tables
+
+    server = FaultServer(["null"])
+    try:
+        augmenter = "inheritance.augmentation.model"
+        config = load_config(SMOKE, [f"{augmenter}.name=openai-api",
+                                     f"{augmenter}.api.base_url={server.url}",
+                                     f"{augmenter}.api.model=m"])
+        backend = load_backend(config.inheritance.augmentation.model)
+
+        def augment(settings, folder):
+            return write_augmented(
+                model=lambda: backend,
+                composer=composer_for(config, "contextual_explicit", name_tables(config)[0]),
+                count=4, config=settings, batch_size=2, seed=0, folder=tmp_path / folder,
+                round_index=1, written_by="api", track=lambda label, items: iter(items),
+            )
+
+        with pytest.raises(DataError, match=r"augmentation contextual_explicit round 1: only 0 "
+                           r"of the 4 needed texts are usable .*5 written by api.*min_usable = 0\.5"):
+            augment(config.inheritance.augmentation, "strict")
+        lenient = config.inheritance.augmentation.model_copy(update={"min_usable": 0.0})
+        with caplog.at_level("WARNING", logger="biasloop"):
+            assert augment(lenient, "lenient") == []
+        assert "only 0 of 4 texts" in caplog.text
+    finally:
+        server.close()

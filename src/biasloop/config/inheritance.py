@@ -70,6 +70,14 @@ class AugmentationConfig(Section):
         le=10.0,
         description="Prompts written per needed text, so that discarded texts can be replaced.",
     )
+    min_usable: float = Field(
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="Fail the run when fewer than this share of the needed texts are usable "
+        "(e.g. an API augmenter answering empty content); 0 accepts any shortfall, with a "
+        "warning.",
+    )
     roles: list[str] = Field(
         default_factory=list,
         description="Occupations the templates write about; empty means the packaged list.",

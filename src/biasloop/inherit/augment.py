@@ -24,6 +24,7 @@ from typing import Any
 
 from biasloop.config.inheritance import AugmentationConfig
 from biasloop.config.schema import GenerationConfig
+from biasloop.errors import DataError
 from biasloop.inherit.templates import PromptComposer
 from biasloop.models.base import ModelBackend
 from biasloop.store import read_jsonl, write_jsonl
@@ -66,6 +67,7 @@ def write_augmented(
     )
     starts = list(range(0, total_prompts, batch_size))
     valid: list[dict[str, Any]] = []
+    written = 0
     for chunk_index in track(f"augment {bias_type} r{round_index}", starts):
         if len(valid) >= count:
             break
@@ -101,7 +103,15 @@ def write_augmented(
                 for p, text in zip(prompts, texts)
             ]
             write_jsonl(path, records)
+        written += len(records)
         valid.extend(r for r in records if r["meta"]["valid"])
+    if len(valid) < config.min_usable * count:
+        raise DataError(
+            f"augmentation {bias_type} round {round_index}: only {len(valid)} of the {count} "
+            f"needed texts are usable (>= {config.min_words} words; {written} written by "
+            f"{written_by}), below inheritance.augmentation.min_usable = {config.min_usable}; "
+            f"check the writer's texts in {str(folder)!r}, or lower min_usable or min_words"
+        )
     if len(valid) < count:
         log.warning(
             "augmentation %s round %d: only %d of %d texts have >= %d words",
