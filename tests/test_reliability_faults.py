@@ -256,3 +256,15 @@ def test_ls_reports_a_run_with_a_truncated_table_as_damaged_and_lists_the_rest(r
     assert "Traceback" not in result.output
     assert "damaged" in result.output and "metrics.parquet" in result.output
     assert "completed" in result.output  # the good run is still listed
+
+
+def test_a_deleted_model_file_is_redone_on_resume(reference_run, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(reference_run, copy)
+    adapter = copy / GEN.format(0) / "model" / "adapter_model.safetensors"
+    original = adapter.read_bytes()
+    adapter.unlink()
+    write_json(copy / "manifest.json", {**read_json(copy / "manifest.json"), "status": "failed"})
+    resume_run(copy)
+    assert adapter.read_bytes() == original  # retrained, seeded: the same weights
+    assert_same_results(copy, reference_run)

@@ -94,13 +94,40 @@ _FORMATS: dict[str, tuple[Callable[[Path], Any], Callable[[Path, Any], Any]]] = 
 }
 
 
-def cached(path: Path, compute: Callable[[], T]) -> T:
+def is_complete(output: Path) -> bool:
+    """A unit's file exists; a unit's folder exists and holds every file its
+    ``.checksums.json`` lists (or, without a listing, at least one file)."""
+    output = Path(output)
+    if not output.is_dir():
+        return output.is_file()
+    listing = output / CHECKSUMS
+    if listing.is_file():
+        try:
+            names = list(read_json(listing))
+        except RunStoreError:
+            return False
+        return all((output / name).is_file() for name in names)
+    return any(p.is_file() for p in output.rglob("*"))
+
+
+def _incomplete(path: Path, requires: Sequence[Path]) -> bool:
+    """``path`` (a done unit's summary) has a required output missing: redo the unit."""
+    missing = [str(r) for r in requires if not is_complete(r)]
+    if missing:
+        log.warning("%s is missing or incomplete; redoing the unit that wrote it", missing[0])
+        path.unlink(missing_ok=True)
+    return bool(missing)
+
+
+def cached(path: Path, compute: Callable[[], T], *, requires: Sequence[Path] = ()) -> T:
     """The output of one unit of work: read back if a run already wrote it, else computed.
 
     This is how a killed run resumes: a unit whose output file exists is not redone,
     and a unit's output is written atomically (and last), so it exists only once the
     unit is complete. The suffix picks the format: ``.jsonl`` (a list of records),
-    ``.json`` (one object) or ``.parquet`` (a table).
+    ``.json`` (one object) or ``.parquet`` (a table). ``requires`` are the other files
+    or folders the unit writes before ``path``; if one is missing or incomplete
+    (:func:`is_complete`), the unit is redone.
 
         >>> import tempfile
         >>> path = Path(tempfile.mkdtemp()) / "answer.json"
@@ -111,7 +138,7 @@ def cached(path: Path, compute: Callable[[], T]) -> T:
         read, write = _FORMATS[path.suffix]
     except KeyError:
         raise ValueError(f"cached: {path.name!r} has no known format; valid: {', '.join(_FORMATS)}") from None
-    if path.exists():
+    if path.exists() and not _incomplete(path, requires):
         try:
             return read(path)
         except (RunStoreError, DataError) as err:
@@ -222,6 +249,7 @@ class RunStore:
         *,
         inputs: Callable[[], Any],
         outputs: Sequence[str] = (),
+        requires: Sequence[str] = (),
     ) -> dict[str, Any]:
         """The summary of a unit of work that another condition of the run may have done already.
 
@@ -239,6 +267,8 @@ class RunStore:
            written with ``"key"`` added.
 
         ``inputs`` is only called when the unit is not done, so resuming costs nothing.
+        ``requires`` (relative to the summary's folder) are outputs that must be whole for
+        the unit to count as done, as in :func:`cached`.
 
             >>> import tempfile
             >>> store = RunStore(tempfile.mkdtemp())
@@ -250,7 +280,7 @@ class RunStore:
             {'loss': 0.5, 'key': '...', 'copied_from': 'plain'}
         """
         path = Path(path)
-        if path.exists():
+        if path.exists() and not _incomplete(path, [path.parent / r for r in requires]):
             return read_json(path)
         condition, below = self._condition_of(path)
         key = content_key(inputs())

@@ -334,6 +334,7 @@ class InheritanceRun:
                 with_loss_term=extra_loss is not None,
             ),
             outputs=["model", "outputs/*.jsonl", "train.jsonl"],
+            requires=["model"],
         )
 
     def _fine_tune(

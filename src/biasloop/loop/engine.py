@@ -368,7 +368,8 @@ class LoopRun:
 
         ``train.json`` (losses, sizes) is written last, once the model is saved.
         """
-        cached(self.gen_dir(t) / "train.json", lambda: self._train(t, records))
+        cached(self.gen_dir(t) / "train.json", lambda: self._train(t, records),
+               requires=[self.gen_dir(t) / "model"])
 
     def _train(self, t: int, records: Sequence[dict[str, Any]]) -> dict[str, Any]:
         retrain = self.config.loop.type == "retrain"
