@@ -28,7 +28,7 @@ from biasloop.config import load_config
 from biasloop.errors import RunStoreError
 from biasloop.io import CHECKSUMS, write_json
 from biasloop.runner.experiment import resume_run, start_run
-from biasloop.store import RunStore, read_json
+from biasloop.store import LOCK_FILE, RunStore, read_json
 
 TINY = [
     "name=faults", "model.name=tiny-random", "task.name=preference",
@@ -188,7 +188,7 @@ def test_every_finished_file_of_a_run_has_a_checksum(reference_run):
         for name in read_json(listing)
     }
     written = {p.resolve() for p in reference_run.rglob("*")
-               if p.is_file() and p.name not in (CHECKSUMS, "run.log")}
+               if p.is_file() and p.name not in (CHECKSUMS, "run.log", LOCK_FILE)}
     assert written - listed == set()
     assert RunStore(reference_run).verify() == len(written)
 
@@ -268,3 +268,31 @@ def test_a_deleted_model_file_is_redone_on_resume(reference_run, tmp_path):
     resume_run(copy)
     assert adapter.read_bytes() == original  # retrained, seeded: the same weights
     assert_same_results(copy, reference_run)
+
+
+def test_a_second_process_on_a_busy_run_folder_is_refused_in_one_line(reference_run, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(reference_run, copy)
+    # Another process holds the folder (a live `run` or `resume`).
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time; from biasloop.store import RunStore\n"
+         "with RunStore(sys.argv[1]).locked('resume'):\n"
+         "    print('held', flush=True); time.sleep(60)", str(copy)],
+        stdout=subprocess.PIPE, text=True, env=ENV,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        before = read_json(copy / "manifest.json")
+        for command in (["resume", str(copy)], ["report", str(copy)]):
+            result = CliRunner().invoke(app, command)
+            assert result.exit_code != 0
+            line = result.output.strip()
+            assert "is in use by another biasloop process" in line and "\n" not in line, line
+        assert read_json(copy / "manifest.json") == before  # nothing was touched
+    finally:
+        holder.kill()
+        holder.wait()
+    # The holder died without releasing: the OS lock went with it, so nothing is stale.
+    result = CliRunner().invoke(app, ["report", str(copy)])
+    assert result.exit_code == 0, result.output

@@ -111,9 +111,11 @@ def report(
     from biasloop.store import RunStore
 
     with _user_errors():
-        if RunStore(directory).exists():
-            RunStore(directory).verify()  # a changed or truncated run file is named, not drawn
-        path = write_report(directory, samples_per_group=samples)
+        store = RunStore(directory)
+        with store.locked("report") if store.exists() else contextlib.nullcontext():
+            if store.exists():
+                store.verify()  # a changed or truncated run file is named, not drawn
+            path = write_report(directory, samples_per_group=samples)
     console.print(f"report: {path}")
 
 
@@ -155,8 +157,12 @@ def analyze(
         permutations=permutations, classifier_permutations=classifier_permutations,
         models=not no_models,
     )
+    from biasloop.store import RunStore
+
     with _user_errors():
-        with _progress(quiet) as bars:
+        store = RunStore(run_dir)
+        lock = store.locked("analyze") if store.exists() else contextlib.nullcontext()
+        with lock, _progress(quiet) as bars:
             out = analyze_run(run_dir, settings=settings, track=bars.track if bars else None)
     console.print(f"analysis: {out}")
     console.print(f"summary: {out / 'summary.md'}")
@@ -245,6 +251,10 @@ def list_runs(directory: Path = typer.Argument(Path("runs"), help="Folder holdin
                  ("quality", "disparate_bias", "preference_bias")]
         table.add_row(row["run"], str(row["status"]), *cells)
     console.print(table)
+    for row in rows:  # one line per damaged or unreadable run, in full
+        if row.get("problem"):
+            console.print(f"{row['status']}: {escape(row['problem'])}", highlight=False,
+                          soft_wrap=True)
 
 
 @app.command("list")
@@ -329,10 +339,6 @@ def _print_summary(run_dir: Path) -> None:
             cells.append(f"{values['value'].mean():.3f} [{values['ci_low'].mean():.3f}, {values['ci_high'].mean():.3f}]")
         table.add_row(str(condition), *cells)
     console.print(table)
-    for row in rows:  # one line per damaged or unreadable run, in full
-        if row.get("problem"):
-            console.print(f"{row['status']}: {escape(row['problem'])}", highlight=False,
-                          soft_wrap=True)
 
 
 def _print_report_path(run_dir: Path) -> None:

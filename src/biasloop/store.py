@@ -31,10 +31,11 @@ import shutil
 import subprocess
 from importlib import metadata
 from pathlib import Path
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import pandas as pd
+from filelock import FileLock, Timeout
 
 from biasloop.errors import DataError, RunStoreError
 from biasloop.io import (  # noqa: F401  (re-exported: the run store's writers)
@@ -59,6 +60,9 @@ MEASUREMENT_COLUMNS = ["n"]
 MANIFEST = "manifest.json"
 
 log = logging.getLogger("biasloop.store")
+
+#: The file a process locks while it works on a run folder (see :meth:`RunStore.locked`).
+LOCK_FILE = ".lock"
 
 
 # ---------------------------------------------------------------- provenance
@@ -220,6 +224,28 @@ class RunStore:
     def verify(self) -> int:
         """Check every recorded SHA-256 of the run; a changed file is a RunStoreError naming it."""
         return verify_checksums(self.root)
+
+    @contextlib.contextmanager
+    def locked(self, command: str) -> Iterator[None]:
+        """Hold the run folder for ``command`` alone: a second process is refused in one line.
+
+        The lock is an OS file lock on ``LOCK_FILE`` (``filelock``): it is released when
+        the process ends, however it ends, so a crashed run never leaves a stale lock.
+        """
+        lock = FileLock(self.root / LOCK_FILE)
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            raise RunStoreError(
+                f"{str(self.root)!r} is in use by another biasloop process (run, resume, "
+                f"analyze or report); `{command}` waits for nothing: retry when it has finished"
+            ) from None
+        except OSError as err:
+            raise RunStoreError(f"cannot lock {str(self.root)!r}: {err.strerror or err}") from None
+        try:
+            yield
+        finally:
+            lock.release()
 
     def manifest(self) -> dict[str, Any]:
         if not self.exists():

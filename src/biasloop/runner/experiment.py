@@ -152,13 +152,19 @@ def start_run(
     store = RunStore(default_run_dir(config, out))
     store.create(config=config.model_dump(mode="json"), config_hash=config_hash(config),
                  seed=config.seed)
-    execute(store, config, progress=progress)
+    with store.locked("run"):
+        execute(store, config, progress=progress)
     return store
 
 
 def resume_run(run_dir: Path, *, progress: Any = None) -> RunStore:
     """Continue a run from its manifest; finished units are skipped, none repeated."""
     store = RunStore(run_dir)
+    with store.locked("resume"):
+        return _resume(store, progress=progress)
+
+
+def _resume(store: RunStore, *, progress: Any) -> RunStore:
     if store.exists():
         store.verify()  # a file changed or truncated since it was written stops the resume
     manifest = store.manifest()
