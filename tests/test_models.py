@@ -360,3 +360,18 @@ def test_device_auto_follows_the_gpu_and_a_missing_gpu_is_a_one_line_error(monke
     assert resolve_device("auto") == "cpu"
     with pytest.raises(BiasloopError, match="model.device = 'cuda:1': torch sees no CUDA GPU"):
         resolve_device("cuda:1")
+
+
+def test_a_saved_adapter_config_does_not_depend_on_set_order(tiny_backend, tmp_path):
+    import json
+
+    from biasloop.config.schema import TrainingConfig
+    from biasloop.models.base import TrainExample
+
+    tiny_backend.train([TrainExample(prompt="Hi", response="Hello")],
+                       config=TrainingConfig(batch_size=1, epochs=1), seed=0)
+    tiny_backend.save(tmp_path / "model")
+    text = (tmp_path / "model" / "adapter_config.json").read_text()
+    config = json.loads(text)
+    assert config["target_modules"] == sorted(config["target_modules"])
+    assert text == json.dumps(config, indent=2, sort_keys=True) + "\n"

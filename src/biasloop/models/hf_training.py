@@ -79,6 +79,21 @@ class _TrainOutputs:
         return self._head(self.last_hidden_state)
 
 
+def _sort_adapter_config(path: Path) -> None:
+    """Rewrite peft's ``adapter_config.json`` with sorted keys and module lists.
+
+    peft writes ``target_modules`` from a set, in a different order each process, so
+    two identical runs would differ in this one file (and in its checksum).
+    """
+    if not path.is_file():
+        return
+    config = json.loads(path.read_text(encoding="utf-8"))
+    for key in ("target_modules", "modules_to_save"):
+        if isinstance(config.get(key), list):
+            config[key] = sorted(config[key])
+    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
 class HFTrainingMixin:
     """``train``, ``save``, ``reset_to_base`` and ``load_trained`` of :class:`HFBackend`.
 
@@ -344,6 +359,7 @@ class HFTrainingMixin:
         with staging_dir(path) as tmp:
             if self._mode == "lora":
                 self.model.save_pretrained(tmp, safe_serialization=True)
+                _sort_adapter_config(tmp / "adapter_config.json")
             elif self._mode == "full":
                 self.model.save_pretrained(tmp, safe_serialization=True)
                 self.tokenizer.save_pretrained(tmp)
