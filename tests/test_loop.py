@@ -93,6 +93,21 @@ def test_served_records_follow_the_example_schema(reference_run):
     assert record["source"] == "synthetic" and record["generation"] == 0
 
 
+def test_by_default_every_training_record_carries_its_group_in_field_and_prompt(reference_run):
+    import json
+
+    from biasloop.tasks.preference import CUES
+
+    # Only defaults here (λ = 1, group_cue on): the causal path of SPEC section 2.
+    for t in (0, 1):
+        gen = reference_run / f"conditions/main/seed-0/gen-{t:03d}"
+        for name in ("served.jsonl", "train.jsonl"):
+            records = [json.loads(line) for line in (gen / name).read_text().splitlines()]
+            assert records
+            for record in records:
+                assert record["prompt"].endswith(CUES[record["group"]]), (name, record)
+
+
 def test_same_seed_gives_identical_data_and_metrics(reference_run, tmp_path):
     again = tmp_path / "again"
     start_run(load_config(None, SMOKE), out=again)

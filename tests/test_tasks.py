@@ -24,7 +24,7 @@ from biasloop.judges.style import (
 from biasloop.tasks import TASKS, build_task
 from biasloop.tasks.math_task import MATH_KINDS, generate_problem
 from biasloop.tasks.news import news_quality
-from biasloop.tasks.preference import choose_reference
+from biasloop.tasks.preference import CUES, choose_reference
 from biasloop.tasks.sources import split_hash, split_of
 
 ALL_TASKS = ("news", "math", "preference")
@@ -167,21 +167,50 @@ def test_preference_references_are_chosen_by_the_group_scorer() -> None:
     for concise_q in task.eval_queries("concise")[:10]:
         detailed_q = next(q for q in task.queries("detailed", "eval")
                           if q.meta["item_id"] == concise_q.meta["item_id"])
-        assert concise_q.prompt == detailed_q.prompt  # same prompt, different preference
+        # the same page, each group stating its own preference
+        assert concise_q.meta["neutral_prompt"] == detailed_q.meta["neutral_prompt"]
+        assert concise_q.prompt != detailed_q.prompt
         assert detailed_q.reference.startswith(concise_q.reference)
         assert word_count(concise_q.reference) <= word_count(detailed_q.reference)
 
 
 def test_preference_group_cue_and_neutral_queries() -> None:
-    plain = task_of("preference")
+    plain = task_of("preference", group_cue=False)
     assert plain.neutral_queries() == [q for g in plain.groups for q in plain.eval_queries(g)]
-    cued = task_of("preference", group_cue=True)
+    assert plain.eval_queries("concise")[0].prompt == plain.eval_queries("detailed")[0].prompt
+    cued = task_of("preference")  # group_cue is on by default (since issue #19)
+    assert cued.params.group_cue is True
     assert cued.eval_queries("concise")[0].prompt.endswith("Please keep your answer short.")
     assert cued.eval_queries("detailed")[0].prompt.endswith("Please answer in detail.")
     neutral = cued.neutral_queries()
     assert neutral and all("Please" not in q.prompt for q in neutral)
     assert len({q.prompt for q in neutral}) == len(neutral)
     assert {q.group for q in neutral} == {"concise", "detailed"}
+
+
+@pytest.mark.parametrize("name", ALL_TASKS)
+def test_every_task_gives_each_group_its_own_prompts_by_default(name: str) -> None:
+    # The causal path (SPEC section 2): a served prompt says which group sent it.
+    task = task_of(name)
+    senders: dict[str, set[str]] = {}
+    for group in task.groups:
+        for query in task.queries(group, "train") + task.queries(group, "eval"):
+            senders.setdefault(query.prompt, set()).add(group)
+    assert all(len(groups) == 1 for groups in senders.values())
+
+
+def test_hf_preference_prompts_carry_the_group_cue(tmp_path: Path) -> None:
+    path = tmp_path / "pref.jsonl"
+    rows = [{"group": g, "prompt": f"Tell me about topic {i}.", "reference": words(5)}
+            for i in range(30) for g in ("concise", "detailed")]
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    task = build_task(TaskConfig(name="preference", source="hf", hf_dataset=str(path)))
+    for group in task.groups:
+        for query in task.queries(group, "train") + task.queries(group, "eval"):
+            assert query.prompt == f"{query.meta['neutral_prompt']} {CUES[group]}"
+    neutral = task.neutral_queries()
+    assert neutral and all(q.prompt.startswith("Tell me about topic") and "Please" not in q.prompt
+                           for q in neutral)
 
 
 # ----------------------------------------------------------------------------- math
@@ -392,8 +421,8 @@ def test_hf_source_shared_prompt_is_in_one_split_for_every_group(tmp_path: Path)
             for i in range(30) for g in ("concise", "detailed")]
     path.write_text("\n".join(json.dumps(r) for r in rows))
     task = build_task(TaskConfig(name="preference", source="hf", hf_dataset=str(path)))
-    assert [q.prompt for q in task.queries("concise", "eval")] == [
-        q.prompt for q in task.queries("detailed", "eval")]
+    assert [q.meta["neutral_prompt"] for q in task.queries("concise", "eval")] == [
+        q.meta["neutral_prompt"] for q in task.queries("detailed", "eval")]
 
 
 def test_hf_missing_column_is_one_line_data_error(tmp_path: Path) -> None:

@@ -141,7 +141,13 @@ class LoopConfig(Section):
         64, ge=1, le=10_000_000, description="Queries n served each generation."
     )
     synthetic_fraction: float = Field(
-        1.0, ge=0.0, le=1.0, description="Share λ of the training set that is synthetic."
+        1.0,
+        ge=0.0,
+        le=1.0,
+        description="Share λ of the training set D_{t+1} that is synthetic (the accepted "
+        "answers, served by p_t). λ < 1 adds round(|S|·(1−λ)/λ) real reference examples "
+        "(n when λ = 0) whose groups are drawn by p_{t+1}: a second path from the group "
+        "shares to the model. The default 1 trains on synthetic data only.",
     )
     data_policy: Literal["replace", "accumulate"] = Field(
         "replace", description="`replace`: only S_t; `accumulate`: S_0 ∪ … ∪ S_t."

