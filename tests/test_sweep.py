@@ -75,8 +75,12 @@ def test_plan_is_every_grid_point_times_every_seed_with_stable_ids():
     assert [r.run_id for r in plan_sweep(config)] == [r.run_id for r in runs]
 
 
-def test_run_ids_are_safe_file_names_and_unique_for_awkward_values():
-    config = load_config(None, [*TINY, "sweep.grid={model.name: ['../up one/x', tiny-random], "
+def test_run_ids_are_safe_file_names_and_unique_for_awkward_values(tmp_path):
+    model = tmp_path / "up one" / "x"  # a model folder must exist to be planned
+    model.mkdir(parents=True)
+    (model / "config.json").write_text("{}")
+    awkward = f"{tmp_path}/../{tmp_path.name}/up one/x"  # dots, slashes and a space
+    config = load_config(None, [*TINY, f"sweep.grid={{model.name: ['{awkward}', tiny-random], "
                                 "loop.initial_shares: [null, {concise: 1, detailed: 3}]}"])
     ids = [run.run_id for run in plan_sweep(config)]
     assert len(set(ids)) == len(ids) == 4
