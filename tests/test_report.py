@@ -23,8 +23,14 @@ from typer.testing import CliRunner
 
 from biasloop.cli import app
 from biasloop.config import ExperimentConfig
+from biasloop.metrics.stats import adjust_p_values
 from biasloop.report import compare
-from biasloop.report.html import FIGURES_DIR, write_report
+from biasloop.report import page as page_module
+from biasloop.report.arms import Arms
+from biasloop.report.collect import collect
+from biasloop.report.html import FIGURES_DIR, render, write_report
+from biasloop.report.page import build_page, comparison_table, study_tests_table
+from biasloop.report.wording import fmt_ci, fmt_p
 from biasloop.store import RunStore, write_jsonl, write_table
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
@@ -740,31 +746,79 @@ def test_run_ends_by_writing_the_report_and_printing_its_path(tmp_path, chromium
     assert images and all(image["decoded"] and image["width"] > 0 for image in images), images
 
 
+def test_intervals_clipped_to_their_metric_range_carry_the_mark_the_note_explains(scpl_report):
+    # reward's preference bias is near 0 in one seed: its across-seed interval is clipped at 0.
+    html = scpl_report.read_text(encoding="utf-8")
+    summary = html[html.index('id="summary"') : html.index('id="conditions"')]
+    assert "† marks an interval clipped to its metric" in summary
+    assert '<td class="ci">[0.000, 0.288]†</td>' in summary  # on its headline card
+    tests = html[html.index('id="tests"') : html.index('id="samples"')]
+    assert '<td class="num">[0.000, 0.288]†</td>' in tests
+    final = html[html.index('id="metrics"') :]
+    assert '<td class="num">0.144 [0.000, 0.288]†</td>' in final
+    # A flag read from a frame is NumPy's boolean; a missing flag (NaN) marks nothing.
+    assert fmt_ci(0.0, 0.5, np.True_) == "[0.000, 0.500]†"
+    assert fmt_ci(0.0, 0.5, float("nan")) == fmt_ci(0.0, 0.5, np.False_) == "[0.000, 0.500]"
+
+
+def _arms_and_tests(directory: Path) -> tuple[Arms, pd.DataFrame]:
+    """The report's arms and the study's own tests, as build_page splits the metric table."""
+    data = collect(directory)
+    measurements, tests = compare.split_tests(data.metrics)
+    measurements, _ = compare.split_fallbacks(measurements)
+    return Arms.of(data, measurements, confidence=0.95), tests
+
+
 def test_significance_tables_give_every_p_value_adjusted_for_its_family(
     scpl_report, inheritance_report
 ):
-    from biasloop.metrics.stats import adjust_p_values
-    from biasloop.report.collect import collect
-    from biasloop.report.html import _Page, fmt_p
-
-    page = _Page(collect(scpl_report.parent), samples_per_group=1, status=None)
-    frame = page.comparisons
+    arms, _ = _arms_and_tests(scpl_report.parent)
+    frame = arms.comparisons
     holm = adjust_p_values(frame["p_value"].tolist(), method="holm")
     bh = adjust_p_values(frame["p_value"].tolist(), method="fdr_bh")
     expected = {
         (m, g or "all", a, fmt_p(h), fmt_p(b))
         for m, g, a, h, b in zip(frame["metric"], frame["group"], frame["arm"], holm, bh)
     }
-    shown = {(r["metric"], r["group"], r["arm"], r["p_holm"], r["p_bh"])
-             for r in page.comparison_table()}
+    table = comparison_table(arms)
+    shown = {(r.metric, r.group, r.arm, r.p_holm, r.p_bh) for r in table.rows}
     assert shown == expected and len(shown) > 1
     # Red marks a Holm-adjusted p below 0.05, never a raw one alone.
-    assert all(r["significant"] == (r["p_holm"] == "< 0.001" or float(r["p_holm"]) < 0.05)
-               for r in page.comparison_table() if r["p_holm"] != "n/a")
+    assert all(
+        r.significant == (r.p_holm == "< 0.001" or float(r.p_holm) < 0.05)
+        for r in table.rows
+        if r.p_holm != "n/a"
+    )
 
-    page = _Page(collect(inheritance_report.parent), samples_per_group=1, status=None)
-    header, rows = page.test_table()
-    assert header[-3:] == ["p-value", "p (Holm)", "p (BH)"]
-    raw = page.tests["value"].tolist()
-    assert [r[-2] for r in rows] == [fmt_p(p) for p in adjust_p_values(raw, method="holm")]
-    assert [r[-1] for r in rows] == [fmt_p(p) for p in adjust_p_values(raw, method="fdr_bh")]
+    _, tests = _arms_and_tests(inheritance_report.parent)
+    table = study_tests_table(tests)
+    assert table.header[-3:] == ("p-value", "p (Holm)", "p (BH)")
+    raw = tests["value"].tolist()
+    assert [r[-2] for r in table.rows] == [fmt_p(p) for p in adjust_p_values(raw, method="holm")]
+    assert [r[-1] for r in table.rows] == [fmt_p(p) for p in adjust_p_values(raw, method="fdr_bh")]
+
+
+def test_page_is_a_plain_view_model_that_renders_to_the_written_report(
+    scpl_report, tmp_path, monkeypatch
+):
+    # The same clock for both pages: the page says when it was written.
+    monkeypatch.setattr(page_module, "now", lambda: "2026-01-01T00:00:00+00:00")
+    root = shutil.copytree(scpl_report.parent, tmp_path / "run")
+    page = build_page(collect(root))
+    assert [card.metric for card in page.headline] == [
+        "preference bias",
+        "disparate bias",
+        "quality",
+    ]
+    # Figures are numbered in page order: the comparison, then curves, then groups.
+    names = [figure.name for figure in page.figures]
+    assert names[0] == "01-conditions"
+    assert [name[:3] for name in names] == [f"{i:02d}-" for i in range(1, len(names) + 1)]
+    assert names.index(page.groups[0].figures[0].name) > names.index(
+        page.curves[-1].figures[-1].name
+    )
+    # Everything shown is already worded: no number waits for the template to format it.
+    assert all(isinstance(line.value, str) for card in page.headline for line in card.lines)
+    assert all(isinstance(sample.reward, str) for b in page.samples for sample in b.samples)
+    assert render(page) == write_report(root).read_text(encoding="utf-8")
+    assert sorted(p.stem for p in (root / FIGURES_DIR).glob("*.png")) == sorted(names)

@@ -35,6 +35,7 @@ import pandas as pd
 from scipy import stats
 
 from biasloop.metrics.aggregate import summarize_seeds
+from biasloop.report.wording import short_number
 from biasloop.store import MEASUREMENT_COLUMNS, METRIC_COLUMNS
 
 CONTROL_NAMES = ("static", "none", "control", "baseline")
@@ -121,16 +122,12 @@ def arm_label(
     parts = [str(arm["condition"])] if len(conditions) > 1 or not shown else []
     for key, value in shown.items():
         if key == BIAS_RATIO:
-            parts.append(f"γ={_number(value)}")
+            parts.append(f"γ={short_number(value)}")
         elif isinstance(value, str):
             parts.append(value)
         else:
-            parts.append(f"{key}={_number(value)}")
+            parts.append(f"{key}={short_number(value)}")
     return " · ".join(parts)
-
-
-def _number(value: object) -> str:
-    return f"{value:g}" if isinstance(value, (float, np.floating)) else str(value)
 
 
 def summarize(
@@ -215,8 +212,8 @@ def compare_with_control(
     """One row per non-control arm × group × metric at its final generation, with Δ and p.
 
     Columns: ``metric, group, arm`` (its label), the arm's ``condition`` and study columns,
-    ``generation, value, ci_low, ci_high``, the ``control`` label (and ``control_condition``)
-    with its value and interval,
+    ``generation, value, ci_low, ci_high, ci_clipped``, the ``control`` label (and
+    ``control_condition``) with its value and interval (``control_ci_clipped``),
     ``difference`` (arm − control), ``p_value``, ``test`` and ``seeds``.
     """
     columns = [
@@ -228,11 +225,13 @@ def compare_with_control(
         "value",
         "ci_low",
         "ci_high",
+        "ci_clipped",
         "control",
         "control_condition",
         "control_value",
         "control_ci_low",
         "control_ci_high",
+        "control_ci_clipped",
         "difference",
         "p_value",
         "test",
@@ -279,11 +278,13 @@ def compare_with_control(
                     "value": row.value,
                     "ci_low": row.ci_low,
                     "ci_high": row.ci_high,
+                    "ci_clipped": bool(row.ci_clipped),
                     "control": arm_label(reference, conditions=conditions, hidden=hidden),
                     "control_condition": reference["condition"],
                     "control_value": float(other["value"]),
                     "control_ci_low": float(other["ci_low"]),
                     "control_ci_high": float(other["ci_high"]),
+                    "control_ci_clipped": bool(other["ci_clipped"]),
                     "difference": float(row.value) - float(other["value"]),
                     "p_value": p_value,
                     "test": test,

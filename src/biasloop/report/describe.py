@@ -9,6 +9,7 @@ import pandas as pd
 
 from biasloop.report.collect import ReportInput
 from biasloop.report.compare import control_condition
+from biasloop.report.wording import short_number
 
 
 def _join(items: Sequence[str]) -> str:
@@ -16,10 +17,6 @@ def _join(items: Sequence[str]) -> str:
     if len(items) <= 1:
         return "".join(items)
     return ", ".join(items[:-1]) + " and " + items[-1]
-
-
-def _number(value: Any) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def _count(number: Any, noun: str) -> str:
@@ -43,7 +40,9 @@ def _condition_phrase(
     overrides = config.get("conditions") or {}
 
     def one(name: str) -> str:
-        settings = ", ".join(f"{k}={_number(v)}" for k, v in (overrides.get(name) or {}).items())
+        settings = ", ".join(
+            f"{k}={short_number(v)}" for k, v in (overrides.get(name) or {}).items()
+        )
         if name == control:
             return f"{name} (the control{': ' + settings if settings else ''})"
         return f"{name} ({settings})" if settings else name
@@ -99,7 +98,7 @@ def _inheritance(config: dict[str, Any], metrics: pd.DataFrame, groups: Sequence
         attribute, targets = section.get("attribute"), section.get("target_groups")
         if attribute:
             text += f" about {attribute}" + (f" (against {_join(targets)})" if targets else "")
-    text += f", at bias ratios γ ∈ {{{', '.join(_number(r) for r in ratios)}}}"
+    text += f", at bias ratios γ ∈ {{{', '.join(short_number(r) for r in ratios)}}}"
     rounds = section.get("rounds")
     if isinstance(rounds, int) and rounds > 1:
         text += f" over {rounds} rounds of self-augmentation"

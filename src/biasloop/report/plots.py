@@ -17,6 +17,7 @@ matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from biasloop.report.wording import metric_title  # noqa: E402
 from biasloop.store import write_bytes  # noqa: E402
 
 # (metric, per-group?) panels of the loop's figure, in reading order.
@@ -45,7 +46,7 @@ def _panel(axis: plt.Axes, summary: pd.DataFrame, metric: str, per_group: bool) 
         label = f"{condition} · {group}" if group else str(condition)
         axis.plot(lines["generation"], lines["value"], marker="o", label=label)
         axis.fill_between(lines["generation"], lines["ci_low"], lines["ci_high"], alpha=0.2)
-    axis.set_title(metric.replace("_", " "))
+    axis.set_title(metric_title(metric))
     axis.set_xlabel("generation")
     axis.grid(alpha=0.3)
     axis.legend(fontsize=7)
