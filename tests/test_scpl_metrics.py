@@ -140,3 +140,17 @@ def test_every_builtin_loop_metric_documents_its_formula():
     assert {"quality", "disparate_bias", "preference_bias", "perplexity", "group_share"} <= set(names)
     for name in names:
         assert LOOP_METRICS.info(name).summary, name
+
+
+def test_a_plugin_metric_runs_only_in_runs_that_load_its_plugin():
+    from biasloop.metrics.loop import LOOP_METRICS, Estimate, default_loop_metrics
+    from biasloop.metrics.loop.base import LoopMetric
+
+    def echo(context):
+        """A metric another run's plug-in brought."""
+        return [Estimate(1.0)]
+
+    LOOP_METRICS.register("other_runs_metric")(LoopMetric(echo, "x", "someone_elses_plugin"))
+    assert "other_runs_metric" not in default_loop_metrics()
+    assert "other_runs_metric" in default_loop_metrics(["someone_elses_plugin"])
+    assert "quality" in default_loop_metrics()

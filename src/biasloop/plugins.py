@@ -40,13 +40,34 @@ def resolve_paths(specs: Sequence[str], base: Path) -> list[str]:
             for s in specs]
 
 
+def module_name(spec: str) -> str:
+    """The module a plug-in spec loads as: the name itself, or one derived from a file path.
+
+    A file gets one module, named after its resolved path, so two files called
+    ``plugin.py`` do not collide and loading the same file twice is a no-op.
+    """
+    if not is_path(spec):
+        return spec
+    path = Path(spec)
+    digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]
+    return f"biasloop_user_plugin_{path.stem}_{digest}"
+
+
+def active_modules(specs: Sequence[str]) -> set[str]:
+    """The plug-in modules a config uses: its ``plugins`` and the installed entry points.
+
+    Plug-ins another config loaded earlier in the same process are not among them.
+    """
+    from importlib.metadata import entry_points
+
+    installed = {entry.value.split(":")[0] for entry in entry_points(group=ENTRY_POINT_GROUP)}
+    return {module_name(s) for s in specs} | installed
+
+
 def _load_file(path: Path, where: str) -> None:
     if not path.is_file():
         raise ConfigError(f"{where}: {str(path)!r}: no such plug-in file")
-    # One module per file, named after its resolved path, so two files called
-    # plugin.py do not collide and loading the same file twice is a no-op.
-    digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]
-    name = f"biasloop_user_plugin_{path.stem}_{digest}"
+    name = module_name(str(path))
     if name in sys.modules:
         return
     spec = importlib.util.spec_from_file_location(name, path)

@@ -308,7 +308,7 @@ class MetricsConfig(Section):
     names: list[str] | None = Field(
         None,
         description="Loop metrics to compute, by registered name (`biasloop list metric`); "
-        "unset computes every registered one.",
+        "unset computes every built-in one and those of this run's own plug-ins.",
     )
 
 

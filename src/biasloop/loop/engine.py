@@ -53,7 +53,12 @@ from biasloop.loop.feedback import (
     feedback_params,
 )
 from biasloop.metrics import scpl as metrics
-from biasloop.metrics.loop import LOOP_METRICS, LoopMetricContext, compute_loop_metrics
+from biasloop.metrics.loop import (
+    LOOP_METRICS,
+    LoopMetricContext,
+    compute_loop_metrics,
+    default_loop_metrics,
+)
 from biasloop.metrics.stats import bootstrap_interval
 from biasloop.mitigate import (
     MITIGATIONS,
@@ -349,7 +354,9 @@ class LoopRun:
              "ci_low": float(estimate.value if estimate.low is None else estimate.low),
              "ci_high": float(estimate.value if estimate.high is None else estimate.high),
              "n": math.nan if estimate.n is None else float(estimate.n)}
-            for name, estimate in compute_loop_metrics(context, settings.names)
+            for name, estimate in compute_loop_metrics(
+                context, settings.names or default_loop_metrics(self.config.plugins)
+            )
         ]
 
     # ------------------------------------------------------------------ 4. feedback

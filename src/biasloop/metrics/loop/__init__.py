@@ -19,6 +19,7 @@ from biasloop.metrics.loop.base import (
     LoopMetric,
     LoopMetricContext,
     compute_loop_metrics,
+    default_loop_metrics,
     register_loop_metric,
 )
 
@@ -28,5 +29,6 @@ __all__ = [
     "LoopMetric",
     "LoopMetricContext",
     "compute_loop_metrics",
+    "default_loop_metrics",
     "register_loop_metric",
 ]

@@ -96,6 +96,7 @@ class LoopMetric:
 
     compute: Callable[[LoopMetricContext], list[Estimate]]
     summary: str = ""
+    module: str = ""  # where it is defined: a built-in, or which plug-in brought it
 
 
 LOOP_METRICS: Registry[LoopMetric] = Registry(
@@ -113,17 +114,33 @@ def register_loop_metric(name: str) -> Callable[[Callable[[LoopMetricContext], l
 
     def decorate(compute: Callable[[LoopMetricContext], list[Estimate]]):
         doc = (compute.__doc__ or "").strip()
-        LOOP_METRICS.register(name)(LoopMetric(compute, doc.splitlines()[0] if doc else ""))
+        LOOP_METRICS.register(name)(
+            LoopMetric(compute, doc.splitlines()[0] if doc else "", compute.__module__)
+        )
         return compute
 
     return decorate
 
 
+def default_loop_metrics(plugins: Sequence[str] = ()) -> list[str]:
+    """The metrics a run computes when ``metrics.names`` is unset: every built-in one and
+    those of the run's own plug-ins (``plugins``, installed entry points), never those a
+    plug-in of another run in the same process registered."""
+    from biasloop.plugins import active_modules
+
+    modules = active_modules(plugins)
+    return [
+        name for name in LOOP_METRICS.names()
+        if LOOP_METRICS.get(name).module.startswith("biasloop.")
+        or LOOP_METRICS.get(name).module in modules
+    ]
+
+
 def compute_loop_metrics(context: LoopMetricContext,
                          names: Sequence[str] | None = None) -> list[tuple[str, Estimate]]:
-    """``(metric name, estimate)`` of every metric in ``names`` (default: all registered)."""
+    """``(metric name, estimate)`` of every metric in ``names`` (default: the built-ins)."""
     results = []
-    for name in LOOP_METRICS.names() if names is None else names:
+    for name in default_loop_metrics() if names is None else names:
         for estimate in LOOP_METRICS.get(name).compute(context):
             results.append((estimate.metric or name, estimate))
     return results
